@@ -1,0 +1,140 @@
+//! `tenant-edge tenants list|add|suspend|resume|remove`: the operator's view of the catalog.
+
+use super::migrate_cmd::open_catalog;
+use super::{Failure, TenantsCommand};
+use crate::catalog::naming;
+use crate::catalog::store::{self, SchoolStatus};
+use crate::config::Config;
+use crate::pg;
+use crate::provision::Provisioner;
+
+pub async fn run(config: &Config, command: TenantsCommand) -> Result<(), Failure> {
+    let catalog = open_catalog(config).await?;
+    let runtime = |err: store::CatalogError| Failure::runtime(err.to_string());
+    match command {
+        TenantsCommand::List => {
+            let schools = store::list_schools(&catalog).await.map_err(runtime)?;
+            println!(
+                "{:<6} {:<32} {:<32} {:<12} {:>7} {:>8}  {}",
+                "ID", "DATABASE", "SLUG", "STATUS", "VERSION", "ATTEMPTS", "NAME / LAST ERROR"
+            );
+            for s in schools {
+                println!(
+                    "{:<6} {:<32} {:<32} {:<12} {:>7} {:>8}  {}{}",
+                    s.id,
+                    s.database,
+                    s.slug,
+                    s.status,
+                    s.db_version,
+                    s.provision_attempts,
+                    s.name,
+                    s.last_error
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        TenantsCommand::Add { name, database } => {
+            naming::validate_school_name(&name).map_err(Failure::usage)?;
+            let database = match database {
+                Some(database) => {
+                    pg::validate_database_name(&database)
+                        .map_err(|err| Failure::usage(format!("--database: {err}")))?;
+                    database
+                }
+                None => naming::derive_database_name(&name).map_err(Failure::usage)?,
+            };
+            if database == config.catalog.database() {
+                return Err(Failure::usage(format!(
+                    "--database: {database} is the catalog database"
+                )));
+            }
+            let slug = naming::database_to_slug(&database);
+            store::add_school(&catalog, name.trim(), &database, &slug)
+                .await
+                .map_err(runtime)?;
+            println!("added {database} (slug {slug}); provisioning its database...");
+            let applied = Provisioner::from_config(config).provision(&database).await;
+            match applied {
+                Ok(applied) => {
+                    store::record_provisioned(&catalog, &database, applied.version)
+                        .await
+                        .map_err(runtime)?;
+                    println!("{database}: active (version {})", applied.version);
+                    Ok(())
+                }
+                Err(reason) => {
+                    let _ = store::record_failure(&catalog, &database, &reason).await;
+                    Err(Failure::runtime(format!(
+                        "{database}: provisioning failed: {reason} (the school stays in status provisioning; `tenant-edge migrate` retries)"
+                    )))
+                }
+            }
+        }
+        TenantsCommand::Suspend { database } => {
+            change_status(&catalog, &database, SchoolStatus::Suspended).await
+        }
+        TenantsCommand::Resume { database } => {
+            change_status(&catalog, &database, SchoolStatus::Active).await
+        }
+        TenantsCommand::Remove {
+            database,
+            drop_database,
+        } => {
+            if !store::remove_school(&catalog, &database)
+                .await
+                .map_err(runtime)?
+            {
+                return Err(Failure::runtime(format!(
+                    "no school with database {database}"
+                )));
+            }
+            println!("removed {database} from the catalog");
+            if drop_database {
+                // Only a name that passes validation is ever dropped.
+                pg::validate_database_name(&database)
+                    .map_err(|err| Failure::runtime(format!("not dropping: {err}")))?;
+                let provisioner = Provisioner::from_config(config);
+                let admin = pg::connect(&provisioner.tenants, provisioner.connect_timeout)
+                    .await
+                    .map_err(|err| Failure::runtime(err.to_string()))?;
+                // FORCE: servers still holding idle connections to it must not block the drop.
+                admin
+                    .batch_execute(&format!(
+                        "drop database if exists {} with (force)",
+                        pg::quote_ident(&database)
+                    ))
+                    .await
+                    .map_err(|err| {
+                        Failure::runtime(format!("dropping {database}: {}", pg::error_text(&err)))
+                    })?;
+                println!("dropped database {database}");
+            } else {
+                println!("its database {database} is kept (use --drop-database to drop it)");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn change_status(
+    catalog: &tokio_postgres::Client,
+    database: &str,
+    status: SchoolStatus,
+) -> Result<(), Failure> {
+    let school = store::find_school(catalog, database)
+        .await
+        .map_err(|err| Failure::runtime(err.to_string()))?
+        .ok_or_else(|| Failure::runtime(format!("no school with database {database}")))?;
+    if status == SchoolStatus::Active && school.status == "provisioning" {
+        return Err(Failure::runtime(format!(
+            "{database} is still provisioning; it becomes active once its database is migrated"
+        )));
+    }
+    store::set_status(catalog, database, status)
+        .await
+        .map_err(|err| Failure::runtime(err.to_string()))?;
+    println!("{database}: {}", status.as_str());
+    Ok(())
+}
