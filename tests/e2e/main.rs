@@ -1,0 +1,5 @@
+//! End-to-end tests: the real binary or the real server, real PostgreSQL, real HTTP.
+//! One test binary (faster to build); each test owns its databases (see `support`).
+
+mod migrate;
+mod support;
