@@ -1,5 +1,7 @@
 //! tenant-edge: an edge proxy that serves the school-lunch API from each school's own
 //! PostgreSQL database. See ARCHITECTURE.md for the code map and the invariants.
 
+pub mod api;
 pub mod config;
+pub mod http;
 pub mod pg;

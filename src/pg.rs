@@ -15,10 +15,7 @@ pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// Builds a connection target from a URL or a libpq key=value string, filling what it
 /// leaves out from the standard `PG*` variables (looked up through `env`).
-pub fn parse_target(
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<PgConfig, String> {
+pub fn parse_target(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<PgConfig, String> {
     let mut config: PgConfig = text
         .parse()
         .map_err(|err| format!("not a PostgreSQL connection URL or key=value string ({err})"))?;
@@ -240,7 +237,10 @@ mod tests {
             _ => None,
         };
         let config = parse_target("postgres:///catalog", &env).unwrap();
-        assert_eq!(describe(&config), "postgres://app:<redacted>@db.internal:6543/catalog");
+        assert_eq!(
+            describe(&config),
+            "postgres://app:<redacted>@db.internal:6543/catalog"
+        );
         let config = parse_target("postgres://u@h:1/c", &env).unwrap();
         assert_eq!(describe(&config), "postgres://u:<redacted>@h:1/c");
         let config = parse_target("host=h port=2 user=x dbname=d", &|_| None).unwrap();

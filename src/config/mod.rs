@@ -178,7 +178,11 @@ pub struct ConfigSource {
 
 impl ConfigSource {
     pub fn resolve(flag: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Self {
-        match flag.or_else(|| env("TENANT_EDGE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from)) {
+        match flag.or_else(|| {
+            env("TENANT_EDGE_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        }) {
             Some(path) => Self {
                 path,
                 explicit: true,
@@ -199,9 +203,7 @@ pub fn load(
 ) -> Result<Config, ConfigError> {
     let text = match std::fs::read_to_string(&source.path) {
         Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !source.explicit => {
-            String::new()
-        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !source.explicit => String::new(),
         Err(err) => {
             return Err(ConfigError {
                 file: source.path.clone(),
@@ -237,7 +239,11 @@ fn parse(text: &str, file: &Path) -> Result<RawConfig, ConfigError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let key = (path != ".").then_some(path);
-        error(line_of(text, inner.span()), key, inner.message().to_string())
+        error(
+            line_of(text, inner.span()),
+            key,
+            inner.message().to_string(),
+        )
     })
 }
 
@@ -359,7 +365,10 @@ fn validate(
         .ok_or_else(|| {
             bad(
                 "tenants.pool_min_idle",
-                format!("{} is more than tenants.pool_max_size ({pool_max_size})", t.pool_min_idle),
+                format!(
+                    "{} is more than tenants.pool_max_size ({pool_max_size})",
+                    t.pool_min_idle
+                ),
             )
         })?;
     if pool_max_size > max_total_connections {
@@ -392,7 +401,10 @@ fn validate(
         return Err(bad("auth.tenant_claim", "must not be empty".into()));
     }
     if a.algorithms.is_empty() {
-        return Err(bad("auth.algorithms", "must list at least one algorithm".into()));
+        return Err(bad(
+            "auth.algorithms",
+            "must list at least one algorithm".into(),
+        ));
     }
     let mut algorithms = Vec::new();
     for name in &a.algorithms {
@@ -483,10 +495,7 @@ fn validate(
         );
     }
     if admin.listen == Some(server.listen) {
-        return Err(bad(
-            "admin.listen",
-            "must differ from server.listen".into(),
-        ));
+        return Err(bad("admin.listen", "must differ from server.listen".into()));
     }
 
     let format = match raw.log.format.as_str() {
@@ -500,10 +509,18 @@ fn validate(
             ))
         }
     };
-    if raw.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+    if raw
+        .log
+        .level
+        .parse::<tracing_subscriber::EnvFilter>()
+        .is_err()
+    {
         return Err(bad(
             "log.level",
-            format!("{:?} is not a log filter such as \"info\" or \"tenant_edge=debug\"", raw.log.level),
+            format!(
+                "{:?} is not a log filter such as \"info\" or \"tenant_edge=debug\"",
+                raw.log.level
+            ),
         ));
     }
 
@@ -542,7 +559,11 @@ impl Config {
         let d = format_duration;
         let redacted = |s: &Option<Secret>| if s.is_some() { "<redacted>" } else { "" };
         let opt = |s: &Option<String>| s.clone().unwrap_or_default();
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
         let s = &self.server;
         let t = &self.tenants;
         let a = &self.auth;
@@ -638,22 +659,97 @@ mod tests {
     #[test]
     fn errors_name_file_line_key_and_problem() {
         let cases: &[(&str, Option<usize>, Option<&str>, &str)] = &[
-            ("[server]\nlistne = \"x\"\n", Some(2), Some("server.listne"), "unknown field `listne`"),
+            (
+                "[server]\nlistne = \"x\"\n",
+                Some(2),
+                Some("server.listne"),
+                "unknown field `listne`",
+            ),
             ("[nope]\n", Some(1), Some("nope"), "unknown field `nope`"),
-            ("[server]\nheader_read_timeout = \"5x\"\n", Some(2), Some("server.header_read_timeout"), "unknown unit"),
-            ("[server]\nheader_read_timeout = 5\n", Some(2), Some("server.header_read_timeout"), "duration string"),
-            ("[server]\nlisten = \"nowhere\"\n", None, Some("server.listen"), "not an address"),
-            ("[server]\nmax_body_bytes = 0\n", None, Some("server.max_body_bytes"), "greater than 0"),
-            ("[server]\nmax_body_bytes = -1\n", Some(2), Some("server.max_body_bytes"), "invalid value"),
-            ("[catalog]\nurl = \"postgres://h/Bad-Name\"\n", None, Some("catalog.url"), "lowercase"),
-            ("[tenants]\npool_min_idle = 9\n", None, Some("tenants.pool_min_idle"), "more than"),
-            ("[auth]\nalgorithms = [\"none\"]\n", None, Some("auth.algorithms"), "unknown algorithm"),
-            ("[auth]\nalgorithms = []\n", None, Some("auth.algorithms"), "at least one"),
-            ("[auth]\nalgorithms = [\"HS256\"]\n", None, Some("auth.hs256_secret"), "required"),
-            ("[auth]\nhs256_secret = \"short\"\n", None, Some("auth.hs256_secret"), "32 bytes"),
-            ("[auth]\njwks_url = \"ftp://x\"\n", None, Some("auth.jwks_url"), "https://"),
-            ("[auth]\njwks_url = \"https://a/j\"\njwks_file = \"j.json\"\n", None, Some("auth.jwks_file"), "not both"),
-            ("[log]\nformat = \"xml\"\n", None, Some("log.format"), "not one of"),
+            (
+                "[server]\nheader_read_timeout = \"5x\"\n",
+                Some(2),
+                Some("server.header_read_timeout"),
+                "unknown unit",
+            ),
+            (
+                "[server]\nheader_read_timeout = 5\n",
+                Some(2),
+                Some("server.header_read_timeout"),
+                "duration string",
+            ),
+            (
+                "[server]\nlisten = \"nowhere\"\n",
+                None,
+                Some("server.listen"),
+                "not an address",
+            ),
+            (
+                "[server]\nmax_body_bytes = 0\n",
+                None,
+                Some("server.max_body_bytes"),
+                "greater than 0",
+            ),
+            (
+                "[server]\nmax_body_bytes = -1\n",
+                Some(2),
+                Some("server.max_body_bytes"),
+                "invalid value",
+            ),
+            (
+                "[catalog]\nurl = \"postgres://h/Bad-Name\"\n",
+                None,
+                Some("catalog.url"),
+                "lowercase",
+            ),
+            (
+                "[tenants]\npool_min_idle = 9\n",
+                None,
+                Some("tenants.pool_min_idle"),
+                "more than",
+            ),
+            (
+                "[auth]\nalgorithms = [\"none\"]\n",
+                None,
+                Some("auth.algorithms"),
+                "unknown algorithm",
+            ),
+            (
+                "[auth]\nalgorithms = []\n",
+                None,
+                Some("auth.algorithms"),
+                "at least one",
+            ),
+            (
+                "[auth]\nalgorithms = [\"HS256\"]\n",
+                None,
+                Some("auth.hs256_secret"),
+                "required",
+            ),
+            (
+                "[auth]\nhs256_secret = \"short\"\n",
+                None,
+                Some("auth.hs256_secret"),
+                "32 bytes",
+            ),
+            (
+                "[auth]\njwks_url = \"ftp://x\"\n",
+                None,
+                Some("auth.jwks_url"),
+                "https://",
+            ),
+            (
+                "[auth]\njwks_url = \"https://a/j\"\njwks_file = \"j.json\"\n",
+                None,
+                Some("auth.jwks_file"),
+                "not both",
+            ),
+            (
+                "[log]\nformat = \"xml\"\n",
+                None,
+                Some("log.format"),
+                "not one of",
+            ),
             ("[server\n", Some(1), None, "unclosed table"),
         ];
         for (text, line, key, fragment) in cases {
@@ -684,12 +780,27 @@ mod tests {
     fn source_resolution() {
         let env = |k: &str| (k == "TENANT_EDGE_CONFIG").then(|| "/etc/te.toml".to_string());
         let flag = ConfigSource::resolve(Some("a.toml".into()), &env);
-        assert_eq!((flag.path.to_str().unwrap(), flag.explicit), ("a.toml", true));
+        assert_eq!(
+            (flag.path.to_str().unwrap(), flag.explicit),
+            ("a.toml", true)
+        );
         let from_env = ConfigSource::resolve(None, &env);
-        assert_eq!((from_env.path.to_str().unwrap(), from_env.explicit), ("/etc/te.toml", true));
+        assert_eq!(
+            (from_env.path.to_str().unwrap(), from_env.explicit),
+            ("/etc/te.toml", true)
+        );
         let default = ConfigSource::resolve(None, &no_env);
-        assert_eq!((default.path.to_str().unwrap(), default.explicit), ("proxy.toml", false));
-        let missing = load(&ConfigSource { path: "/nonexistent/x.toml".into(), explicit: true }, &no_env);
+        assert_eq!(
+            (default.path.to_str().unwrap(), default.explicit),
+            ("proxy.toml", false)
+        );
+        let missing = load(
+            &ConfigSource {
+                path: "/nonexistent/x.toml".into(),
+                explicit: true,
+            },
+            &no_env,
+        );
         assert!(missing.unwrap_err().message.contains("cannot read"));
     }
 }
