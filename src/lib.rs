@@ -8,4 +8,5 @@ pub mod config;
 pub mod http;
 pub mod migrate;
 pub mod pg;
+pub mod pools;
 pub mod provision;

@@ -5,3 +5,4 @@
 
 pub mod date;
 pub mod model;
+pub mod queries;

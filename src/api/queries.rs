@@ -9,13 +9,16 @@
 use tokio_postgres::{Client, Error, Statement};
 
 /// The week list, ordered as the front end shows it.
-const LIST_WEEKS: &str = "select lunch_week_id, week_of, is_published from lunch_week order by week_of, lunch_week_id";
+const LIST_WEEKS: &str =
+    "select lunch_week_id, week_of, is_published from lunch_week order by week_of, lunch_week_id";
 /// A week and its days in one round trip; a week without days yields one row of nulls.
-const GET_WEEK: &str = "select w.lunch_week_id, w.week_of, w.is_published, d.lunch_day_id, d.day, d.menu_details
+const GET_WEEK: &str =
+    "select w.lunch_week_id, w.week_of, w.is_published, d.lunch_day_id, d.day, d.menu_details
     from lunch_week w left join lunch_day d on d.lunch_week_id = w.lunch_week_id
     where w.lunch_week_id = $1 order by d.day, d.lunch_day_id";
 /// The published week of a date, with its days (the lowest id wins if a date repeats).
-const PUBLIC_WEEK: &str = "select w.lunch_week_id, w.week_of, w.is_published, d.lunch_day_id, d.day, d.menu_details
+const PUBLIC_WEEK: &str =
+    "select w.lunch_week_id, w.week_of, w.is_published, d.lunch_day_id, d.day, d.menu_details
     from (select lunch_week_id, week_of, is_published from lunch_week
           where week_of = $1 and is_published order by lunch_week_id limit 1) w
     left join lunch_day d on d.lunch_week_id = w.lunch_week_id

@@ -2,4 +2,5 @@
 //! in-memory snapshot the data path reads.
 
 pub mod naming;
+pub mod snapshot;
 pub mod store;

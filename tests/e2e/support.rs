@@ -23,7 +23,9 @@ pub fn pg_url(database: &str) -> String {
 pub async fn connect(database: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(&pg_url(database), NoTls)
         .await
-        .unwrap_or_else(|err| panic!("PostgreSQL must be running on 127.0.0.1:5432 ({database}): {err}"));
+        .unwrap_or_else(|err| {
+            panic!("PostgreSQL must be running on 127.0.0.1:5432 ({database}): {err}")
+        });
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -133,7 +135,10 @@ impl Drop for Scratch {
                     .unwrap();
                 for row in rows {
                     let name: String = row.get(0);
-                    let sql = format!("drop database if exists \"{}\" with (force)", name.replace('"', "\"\""));
+                    let sql = format!(
+                        "drop database if exists \"{}\" with (force)",
+                        name.replace('"', "\"\"")
+                    );
                     let _ = admin.batch_execute(&sql).await;
                 }
             });

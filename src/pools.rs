@@ -1,0 +1,325 @@
+//! Per-school connection pools (bb8 + bb8-postgres) and the connection budget shared by
+//! all of them.
+//!
+//! A school's pool is created lazily on its first request and lives in the school's
+//! [`TenantPool`], which a catalog refresh carries over unchanged, so a reload never drops
+//! an unchanged school's connections. Every connection holds one permit of the
+//! [`Budget`] (`[tenants] max_total_connections`); when the budget is spent, the idle pools
+//! of the least recently used schools are closed to make room.
+//!
+//! Data path: `TenantPool::get` is what a request calls. It must stay lock-free while a
+//! pool exists: one `ArcSwapOption` load and bb8's own queue.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bb8::{ManageConnection, Pool, PooledConnection, RunError};
+use bb8_postgres::PostgresConnectionManager;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::{Client, Config as PgConfig, NoTls};
+
+use crate::api::queries::Statements;
+use crate::config::TenantsConfig;
+use crate::pg;
+
+/// An open connection to a school's database with its prepared statements.
+pub struct TenantConnection {
+    pub client: Client,
+    pub statements: Statements,
+    /// Set when a query reports that the connection must not be reused (e.g. a prepared
+    /// plan invalidated by a migration, SQLSTATE 0A000).
+    broken: AtomicBool,
+    /// This connection's share of the budget, returned when the connection closes.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl TenantConnection {
+    pub fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("connection budget exhausted ({0} connections across all schools)")]
+    BudgetExhausted(u32),
+    #[error("cannot connect to database {database}: {message}")]
+    Connect {
+        database: String,
+        message: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("timed out waiting for a connection to {0}")]
+    Timeout(String),
+    #[error("the pool of {0} is closed")]
+    Closed(String),
+}
+
+/// The cap on connections held across all schools, and who can give some back.
+pub struct Budget {
+    permits: Arc<Semaphore>,
+    limit: u32,
+    /// Pools that may be asked to close when the budget is spent (weak: a removed school's
+    /// pool must not be kept alive by the budget).
+    pools: std::sync::Mutex<Vec<Weak<TenantPool>>>,
+}
+
+impl Budget {
+    pub fn new(limit: u32) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(limit as usize)),
+            limit,
+            pools: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    pub fn in_use(&self) -> u32 {
+        self.limit - self.permits.available_permits() as u32
+    }
+
+    fn register(&self, pool: &Arc<TenantPool>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    /// Takes a permit, closing idle pools of the least recently used schools when none is
+    /// free, and waiting at most `wait` for one. Runs only when a new connection is
+    /// opened, never for a request that finds an idle connection in its pool.
+    async fn acquire(
+        &self,
+        requester: &str,
+        wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, PoolError> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        self.close_idle_pools(requester);
+        match tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(PoolError::BudgetExhausted(self.limit)),
+        }
+    }
+
+    /// Closes the pools whose connections are all idle, least recently used first, until
+    /// some permits are back. Returns the number of connections closed.
+    pub fn close_idle_pools(&self, requester: &str) -> u32 {
+        let mut candidates: Vec<Arc<TenantPool>> = {
+            let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            pools.iter().filter_map(Weak::upgrade).collect()
+        };
+        candidates.retain(|p| &*p.database != requester);
+        candidates.sort_by_key(|p| p.last_used.load(Ordering::Relaxed));
+        let mut closed = 0;
+        for pool in candidates {
+            let state = pool.state();
+            if state.connections > 0 && state.connections == state.idle_connections {
+                closed += state.connections;
+                pool.close();
+                // Free a little more than one connection's worth, so that a burst of new
+                // schools does not evict one pool per request.
+                if closed >= 2 {
+                    break;
+                }
+            }
+        }
+        closed
+    }
+}
+
+/// Opens connections for one school: bb8-postgres underneath, plus the budget permit and
+/// the prepared statements.
+pub struct TenantManager {
+    inner: PostgresConnectionManager<NoTls>,
+    database: Arc<str>,
+    budget: Arc<Budget>,
+    acquire_timeout: Duration,
+}
+
+impl ManageConnection for TenantManager {
+    type Connection = TenantConnection;
+    type Error = PoolError;
+
+    async fn connect(&self) -> Result<TenantConnection, PoolError> {
+        let permit = self
+            .budget
+            .acquire(&self.database, self.acquire_timeout)
+            .await?;
+        let connect_error = |source: tokio_postgres::Error| PoolError::Connect {
+            database: self.database.to_string(),
+            message: pg::error_text(&source),
+            source,
+        };
+        let client = self.inner.connect().await.map_err(connect_error)?;
+        let statements = Statements::prepare(&client).await.map_err(connect_error)?;
+        Ok(TenantConnection {
+            client,
+            statements,
+            broken: AtomicBool::new(false),
+            _permit: permit,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut TenantConnection) -> Result<(), PoolError> {
+        conn.client
+            .simple_query("")
+            .await
+            .map(|_| ())
+            .map_err(|source| PoolError::Connect {
+                database: self.database.to_string(),
+                message: pg::error_text(&source),
+                source,
+            })
+    }
+
+    fn has_broken(&self, conn: &mut TenantConnection) -> bool {
+        conn.client.is_closed() || conn.broken.load(Ordering::Relaxed)
+    }
+}
+
+/// How pools are made: the tenant server's settings, shared by every school.
+#[derive(Clone)]
+pub struct PoolSettings {
+    pub target: PgConfig,
+    pub max_size: u32,
+    pub min_idle: u32,
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub budget: Arc<Budget>,
+}
+
+impl PoolSettings {
+    pub fn new(config: &TenantsConfig, budget: Arc<Budget>) -> Self {
+        let mut target = config.target.clone();
+        target.connect_timeout(config.connect_timeout);
+        // A slow query fails on its own instead of holding a connection for the whole
+        // request timeout; a forgotten transaction cannot pin a connection either.
+        target.options(&format!(
+            "-c statement_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
+            config.statement_timeout.as_millis(),
+            config.statement_timeout.as_millis().max(1000) * 2
+        ));
+        Self {
+            target,
+            max_size: config.pool_max_size,
+            min_idle: config.pool_min_idle,
+            acquire_timeout: config.acquire_timeout,
+            idle_timeout: config.idle_timeout,
+            budget,
+        }
+    }
+}
+
+/// A school's pool slot: empty until the first request, emptied when closed to save the
+/// budget or when the school leaves the catalog.
+pub struct TenantPool {
+    pub database: Arc<str>,
+    pool: ArcSwapOption<Pool<TenantManager>>,
+    settings: PoolSettings,
+    /// Milliseconds since `epoch` of the last request (for least-recently-used eviction).
+    last_used: AtomicU64,
+    epoch: Instant,
+}
+
+/// Connection counts of one pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle_connections: u32,
+    pub waiting: u64,
+}
+
+impl TenantPool {
+    pub fn new(database: &str, settings: PoolSettings) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            database: Arc::from(database),
+            pool: ArcSwapOption::empty(),
+            settings,
+            last_used: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
+        pool.settings.budget.register(&pool);
+        pool
+    }
+
+    fn build(&self) -> Pool<TenantManager> {
+        let manager = TenantManager {
+            inner: PostgresConnectionManager::new(
+                pg::with_database(&self.settings.target, &self.database),
+                NoTls,
+            ),
+            database: self.database.clone(),
+            budget: self.settings.budget.clone(),
+            acquire_timeout: self.settings.acquire_timeout,
+        };
+        Pool::builder()
+            .max_size(self.settings.max_size)
+            .min_idle(Some(self.settings.min_idle).filter(|n| *n > 0))
+            .connection_timeout(self.settings.acquire_timeout)
+            .idle_timeout(Some(self.settings.idle_timeout))
+            // A checkout test costs a round trip per request; broken connections are
+            // caught by `has_broken` and by the query error itself.
+            .test_on_check_out(false)
+            // Fail fast when the database is down instead of retrying until the timeout.
+            .retry_connection(false)
+            .build_unchecked(manager)
+    }
+
+    /// A connection for one request, waiting at most `acquire_timeout`.
+    pub async fn get(&self) -> Result<PooledConnection<'static, TenantManager>, PoolError> {
+        self.last_used
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let pool = match self.pool.load_full() {
+            Some(pool) => pool,
+            None => {
+                // First request (or first after the pool was closed): install one pool;
+                // if two requests race, both use whichever was stored first.
+                let fresh = Arc::new(self.build());
+                let previous = self
+                    .pool
+                    .compare_and_swap(&None::<Arc<Pool<TenantManager>>>, Some(fresh.clone()));
+                match &*previous {
+                    Some(existing) => existing.clone(),
+                    None => fresh,
+                }
+            }
+        };
+        match pool.get_owned().await {
+            Ok(connection) => Ok(connection),
+            Err(RunError::User(err)) => Err(err),
+            Err(RunError::TimedOut) => Err(PoolError::Timeout(self.database.to_string())),
+        }
+    }
+
+    /// Drops the pool: idle connections close now, connections in use close when their
+    /// request ends. The next request opens a new pool.
+    pub fn close(&self) {
+        self.pool.store(None);
+    }
+
+    pub fn state(&self) -> PoolState {
+        match &*self.pool.load() {
+            None => PoolState::default(),
+            Some(pool) => {
+                let state = pool.state();
+                PoolState {
+                    connections: state.connections,
+                    idle_connections: state.idle_connections,
+                    waiting: state.statistics.get_started.saturating_sub(
+                        state.statistics.get_direct
+                            + state.statistics.get_waited
+                            + state.statistics.get_timed_out,
+                    ),
+                }
+            }
+        }
+    }
+}
