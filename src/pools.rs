@@ -10,11 +10,11 @@
 //! Data path: `TenantPool::get` is what a request calls. It must stay lock-free while a
 //! pool exists: one `ArcSwapOption` load and bb8's own queue.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bb8::{ManageConnection, Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -62,7 +62,7 @@ pub enum PoolError {
 /// The cap on connections held across all schools, and who can give some back.
 pub struct Budget {
     permits: Arc<Semaphore>,
-    limit: u32,
+    limit: AtomicU32,
     /// Pools that may be asked to close when the budget is spent (weak: a removed school's
     /// pool must not be kept alive by the budget).
     pools: std::sync::Mutex<Vec<Weak<TenantPool>>>,
@@ -72,17 +72,34 @@ impl Budget {
     pub fn new(limit: u32) -> Arc<Self> {
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(limit as usize)),
-            limit,
+            limit: AtomicU32::new(limit),
             pools: std::sync::Mutex::new(Vec::new()),
         })
     }
 
     pub fn limit(&self) -> u32 {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
     }
 
     pub fn in_use(&self) -> u32 {
-        self.limit - self.permits.available_permits() as u32
+        self.limit()
+            .saturating_sub(self.permits.available_permits() as u32)
+    }
+
+    /// Changes the cap (configuration reload). Lowering it takes effect as connections
+    /// close: the surplus permits are retired as they come back.
+    pub fn set_limit(self: &Arc<Self>, limit: u32) {
+        let old = self.limit.swap(limit, Ordering::Relaxed);
+        if limit > old {
+            self.permits.add_permits((limit - old) as usize);
+        } else if limit < old {
+            let permits = self.permits.clone();
+            tokio::spawn(async move {
+                if let Ok(surplus) = permits.acquire_many_owned(old - limit).await {
+                    surplus.forget();
+                }
+            });
+        }
     }
 
     fn register(&self, pool: &Arc<TenantPool>) {
@@ -105,7 +122,7 @@ impl Budget {
         self.close_idle_pools(requester);
         match tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            _ => Err(PoolError::BudgetExhausted(self.limit)),
+            _ => Err(PoolError::BudgetExhausted(self.limit())),
         }
     }
 
@@ -218,12 +235,23 @@ impl PoolSettings {
     }
 }
 
+impl PoolSettings {
+    /// True when pools made with `other` would behave the same.
+    pub fn same_as(&self, other: &PoolSettings) -> bool {
+        format!("{:?}", self.target) == format!("{:?}", other.target)
+            && self.max_size == other.max_size
+            && self.min_idle == other.min_idle
+            && self.acquire_timeout == other.acquire_timeout
+            && self.idle_timeout == other.idle_timeout
+    }
+}
+
 /// A school's pool slot: empty until the first request, emptied when closed to save the
 /// budget or when the school leaves the catalog.
 pub struct TenantPool {
     pub database: Arc<str>,
     pool: ArcSwapOption<Pool<TenantManager>>,
-    settings: PoolSettings,
+    settings: ArcSwap<PoolSettings>,
     /// Milliseconds since `epoch` of the last request (for least-recently-used eviction).
     last_used: AtomicU64,
     epoch: Instant,
@@ -238,33 +266,35 @@ pub struct PoolState {
 }
 
 impl TenantPool {
-    pub fn new(database: &str, settings: PoolSettings) -> Arc<Self> {
+    pub fn new(database: &str, settings: Arc<PoolSettings>) -> Arc<Self> {
+        let budget = settings.budget.clone();
         let pool = Arc::new(Self {
             database: Arc::from(database),
             pool: ArcSwapOption::empty(),
-            settings,
+            settings: ArcSwap::new(settings),
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
         });
-        pool.settings.budget.register(&pool);
+        budget.register(&pool);
         pool
     }
 
     fn build(&self) -> Pool<TenantManager> {
+        let settings = self.settings.load();
         let manager = TenantManager {
             inner: PostgresConnectionManager::new(
-                pg::with_database(&self.settings.target, &self.database),
+                pg::with_database(&settings.target, &self.database),
                 NoTls,
             ),
             database: self.database.clone(),
-            budget: self.settings.budget.clone(),
-            acquire_timeout: self.settings.acquire_timeout,
+            budget: settings.budget.clone(),
+            acquire_timeout: settings.acquire_timeout,
         };
         Pool::builder()
-            .max_size(self.settings.max_size)
-            .min_idle(Some(self.settings.min_idle).filter(|n| *n > 0))
-            .connection_timeout(self.settings.acquire_timeout)
-            .idle_timeout(Some(self.settings.idle_timeout))
+            .max_size(settings.max_size)
+            .min_idle(Some(settings.min_idle).filter(|n| *n > 0))
+            .connection_timeout(settings.acquire_timeout)
+            .idle_timeout(Some(settings.idle_timeout))
             // A checkout test costs a round trip per request; broken connections are
             // caught by `has_broken` and by the query error itself.
             .test_on_check_out(false)
@@ -297,6 +327,13 @@ impl TenantPool {
             Err(RunError::User(err)) => Err(err),
             Err(RunError::TimedOut) => Err(PoolError::Timeout(self.database.to_string())),
         }
+    }
+
+    /// New settings (after a configuration reload): the current pool is closed so the
+    /// next request opens one with the new sizes and timeouts.
+    pub fn reconfigure(&self, settings: Arc<PoolSettings>) {
+        self.settings.store(settings);
+        self.close();
     }
 
     /// Drops the pool: idle connections close now, connections in use close when their

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::store::{SchoolRecord, SchoolStatus};
 use crate::http::router::Slug;
 use crate::pg;
+use crate::metrics::{Metrics, SchoolCounter};
 use crate::pools::{PoolSettings, TenantPool};
 
 /// One school as the data path sees it.
@@ -26,6 +27,8 @@ pub struct Tenant {
     pub db_version: i32,
     pub last_error: Option<String>,
     pub pool: Arc<TenantPool>,
+    /// This school's request counter in the metrics (shared across snapshots).
+    pub requests: Arc<SchoolCounter>,
 }
 
 /// The catalog as of one refresh.
@@ -82,8 +85,9 @@ impl Snapshot {
     pub fn build(
         records: &[SchoolRecord],
         previous: &Snapshot,
-        settings: &PoolSettings,
+        settings: &Arc<PoolSettings>,
         catalog_database: &str,
+        metrics: &Metrics,
     ) -> (Self, Vec<Rejected>) {
         let mut by_database: HashMap<Arc<str>, Arc<Tenant>> = HashMap::with_capacity(records.len());
         let mut by_slug: HashMap<Box<str>, Arc<Tenant>> = HashMap::with_capacity(records.len());
@@ -114,9 +118,12 @@ impl Snapshot {
                 rejected.push(reject(format!("duplicate slug {:?}", record.slug)));
                 continue;
             }
-            let pool = match previous.by_database(&record.database) {
-                Some(existing) => existing.pool.clone(),
-                None => TenantPool::new(&record.database, settings.clone()),
+            let (pool, requests) = match previous.by_database(&record.database) {
+                Some(existing) => (existing.pool.clone(), existing.requests.clone()),
+                None => (
+                    TenantPool::new(&record.database, settings.clone()),
+                    metrics.school_counter(&record.database),
+                ),
             };
             let tenant = Arc::new(Tenant {
                 id: record.id,
@@ -127,6 +134,7 @@ impl Snapshot {
                 db_version: record.db_version,
                 last_error: record.last_error.clone(),
                 pool,
+                requests,
             });
             by_slug.insert(record.slug.as_str().into(), tenant.clone());
             by_database.insert(tenant.database.clone(), tenant);
@@ -159,10 +167,14 @@ mod tests {
         }
     }
 
-    fn settings() -> PoolSettings {
+    fn settings() -> Arc<PoolSettings> {
         let config =
             crate::config::from_str("", std::path::Path::new("t.toml"), &|_| None).unwrap();
-        PoolSettings::new(&config.tenants, Budget::new(10))
+        Arc::new(PoolSettings::new(&config.tenants, Budget::new(10)))
+    }
+
+    fn metrics() -> Metrics {
+        Metrics::new(20)
     }
 
     #[test]
@@ -176,7 +188,7 @@ mod tests {
             record(6, "school_f", "School F", "active"),
         ];
         let (snapshot, rejected) =
-            Snapshot::build(&rows, &Snapshot::empty(), &settings(), "catalog");
+            Snapshot::build(&rows, &Snapshot::empty(), &settings(), "catalog", &metrics());
         assert_eq!(snapshot.len(), 1);
         assert_eq!(snapshot.generation, 1);
         let named: Vec<(i32, &str)> = rejected
@@ -201,12 +213,12 @@ mod tests {
             record(1, "school_a", "school-a", "active"),
             record(2, "school_b", "school-b", "active"),
         ];
-        let (one, _) = Snapshot::build(&first, &Snapshot::empty(), &settings, "catalog");
+        let (one, _) = Snapshot::build(&first, &Snapshot::empty(), &settings, "catalog", &metrics());
         let mut second = first.clone();
         second[0].name = "Renamed".into();
         second[1].status = "suspended".into();
         second.push(record(3, "school_c", "school-c", "provisioning"));
-        let (two, _) = Snapshot::build(&second, &one, &settings, "catalog");
+        let (two, _) = Snapshot::build(&second, &one, &settings, "catalog", &metrics());
         assert_eq!(two.generation, 2);
         for db in ["school_a", "school_b"] {
             assert!(Arc::ptr_eq(

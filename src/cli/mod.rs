@@ -5,8 +5,9 @@
 //! errors into one clear line; nothing here is used by the data path.
 
 mod migrate_cmd;
+pub use migrate_cmd::open_catalog;
 mod tenants_cmd;
-// mod token_cmd;
+mod token_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -149,10 +150,10 @@ pub fn load_config(flag: Option<PathBuf>) -> Result<Config, Failure> {
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let config = load_config(cli.config)?;
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
-        Command::Serve { demo: _ } => todo!(),
+        Command::Serve { demo } => crate::serve::run(config, demo).await,
         Command::Migrate => migrate_cmd::run(&config).await,
         Command::Tenants(command) => tenants_cmd::run(&config, command).await,
-        Command::Token { .. } => todo!(),
+        Command::Token { school, ttl } => token_cmd::run(&config, &school, ttl),
         Command::CheckConfig => {
             for warning in &config.warnings {
                 eprintln!("warning: {}: {warning}", config.source.display());

@@ -1,0 +1,280 @@
+//! One request, start to finish: route, authenticate, resolve the school in the snapshot,
+//! take a connection from its pool, run the handler, and write the response.
+//!
+//! This is the data path of DESIGN.md and nothing else: no catalog query, no lock, no
+//! waiting on the control path. Every failure becomes an [`ApiError`] and is turned into
+//! a response in one place ([`ApiError::to_response`]).
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::api::handlers::{self, Reply};
+use crate::api::model;
+use crate::app::{App, Readiness};
+use crate::catalog::snapshot::Tenant;
+use crate::catalog::store::SchoolStatus;
+use crate::http::error::ApiError;
+use crate::http::request_id;
+use crate::http::router::{self, Route};
+
+pub type Body = Full<Bytes>;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+
+/// Handles one request; never fails (every error is a response).
+pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let request_id = request_id::accept_or_generate(parts.headers.get("x-request-id"));
+    let routed = router::route(&parts.method, parts.uri.path());
+    let route_name = routed.as_ref().map_or("unmatched", Route::name);
+    let mut school: Option<Arc<Tenant>> = None;
+
+    let result = match routed {
+        Err(err) => Err(ApiError::Route(err)),
+        Ok(Route::Healthz) => Ok(json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())),
+        Ok(Route::Readyz) => Ok(readiness(&app)),
+        Ok(Route::Preflight) => Ok(app.cors.load().preflight(&parts.headers)),
+        Ok(Route::NotApi) => match &app.static_files {
+            Some(files) if matches!(parts.method, Method::GET | Method::HEAD) => {
+                Ok(files.serve(&parts.method, parts.uri.path(), &parts.headers).await)
+            }
+            _ => Err(ApiError::Route(router::RouteError::NotFound)),
+        },
+        Ok(route) => match app.in_flight.clone().try_acquire_owned() {
+            // Beyond the in-flight cap a request is refused at once, never queued.
+            Err(_) => Err(ApiError::Overloaded),
+            Ok(_permit) => {
+                let timeout = app.config.load().server.request_timeout;
+                let work = serve_api(&app, route, &parts, body, &mut school);
+                match tokio::time::timeout(timeout, work).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ApiError::Timeout),
+                }
+            }
+        },
+    };
+
+    let mut response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            let status = err.status();
+            if status.is_server_error() {
+                tracing::error!(request_id = %request_id, route = route_name, school = school.as_ref().map(|t| &*t.database), error = %err.cause_chain(), "request failed");
+            } else {
+                tracing::debug!(request_id = %request_id, route = route_name, error = %err.cause_chain(), "request rejected");
+            }
+            if let ApiError::Auth(reason) = &err {
+                app.metrics.jwt_rejected(reason.reason());
+            }
+            err.to_response(request_id.as_str())
+        }
+    };
+    if parts.method == Method::HEAD {
+        strip_body(&mut response);
+    }
+    let headers = response.headers_mut();
+    app.cors.load().apply(parts.headers.get(http::header::ORIGIN), headers);
+    headers.insert("x-request-id", request_id.to_header_value());
+
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    app.metrics.observe_request(route_name, status, elapsed);
+    if let Some(tenant) = &school {
+        tenant.requests.increment();
+    }
+    tracing::info!(
+        target: "tenant_edge::access",
+        method = %parts.method,
+        route = route_name,
+        status,
+        duration_us = elapsed.as_micros() as u64,
+        school = school.as_ref().map(|t| &*t.database),
+        request_id = %request_id,
+    );
+    response
+}
+
+/// The authenticated and public API routes.
+async fn serve_api(
+    app: &App,
+    route: Route<'_>,
+    parts: &Parts,
+    body: Incoming,
+    school: &mut Option<Arc<Tenant>>,
+) -> Result<Response<Body>, ApiError> {
+    if app.draining.load(Ordering::Relaxed) && parts.method != Method::GET && parts.method != Method::HEAD {
+        // Writes that arrive after shutdown began could be cut off by the grace period.
+        return Err(ApiError::Draining);
+    }
+    let snapshot = app.snapshot.load();
+    let tenant = match route {
+        Route::PublicWeek { slug, .. } => {
+            // The public route reaches a school only through the catalog snapshot.
+            let tenant = snapshot.by_slug(slug).ok_or(ApiError::SchoolNotFound)?;
+            match tenant.status {
+                SchoolStatus::Active => tenant.clone(),
+                SchoolStatus::Provisioning => {
+                    return Err(ApiError::SchoolProvisioning(tenant.database.to_string()))
+                }
+                SchoolStatus::Suspended => return Err(ApiError::SchoolNotFound),
+            }
+        }
+        _ => {
+            let authorization = parts.headers.get(http::header::AUTHORIZATION);
+            let principal = app
+                .auth
+                .load()
+                .authenticate(authorization.map(HeaderValue::as_bytes))
+                .await?;
+            let tenant = snapshot
+                .by_database(&principal.school_database)
+                .ok_or_else(|| ApiError::SchoolNotInCatalog(principal.school_database.to_string()))?;
+            match tenant.status {
+                SchoolStatus::Active => tenant.clone(),
+                SchoolStatus::Suspended => {
+                    return Err(ApiError::SchoolSuspended(tenant.database.to_string()))
+                }
+                SchoolStatus::Provisioning => {
+                    return Err(ApiError::SchoolProvisioning(tenant.database.to_string()))
+                }
+            }
+        }
+    };
+    *school = Some(tenant.clone());
+    drop(snapshot);
+
+    // Bodies are read and validated before a connection is taken, so a slow client never
+    // holds one of its school's connections.
+    let limit = app.config.load().server.max_body_bytes;
+    let input = match route {
+        Route::CreateWeek => Input::Week(model::parse_new_week(&read_body(parts, body, limit).await?)?),
+        Route::UpdateWeek(id) => Input::Week(model::parse_week_update(id, &read_body(parts, body, limit).await?)?),
+        Route::CreateDay(week) => Input::Day(model::parse_new_day(week, &read_body(parts, body, limit).await?)?),
+        Route::UpdateDay(week, day) => {
+            Input::Day(model::parse_day_update(week, day, &read_body(parts, body, limit).await?)?)
+        }
+        _ => Input::None,
+    };
+
+    let conn = tenant.pool.get().await.map_err(ApiError::Unavailable)?;
+    let reply = match (route, input) {
+        (Route::ListWeeks, _) => handlers::list_weeks(&conn).await,
+        (Route::GetWeek(id), _) => handlers::get_week(&conn, id).await,
+        (Route::PublicWeek { week_of, .. }, _) => handlers::public_week(&conn, week_of).await,
+        (Route::CreateWeek, Input::Week(week)) => handlers::create_week(&conn, week).await,
+        (Route::UpdateWeek(id), Input::Week(week)) => handlers::update_week(&conn, id, week).await,
+        (Route::DeleteWeek(id), _) => handlers::delete_week(&conn, id).await,
+        (Route::ListDays(week), _) => handlers::list_days(&conn, week).await,
+        (Route::CreateDay(week), Input::Day(day)) => handlers::create_day(&conn, week, day).await,
+        (Route::UpdateDay(week, id), Input::Day(day)) => {
+            handlers::update_day(&conn, week, id, day).await
+        }
+        (Route::DeleteDay(week, id), _) => handlers::delete_day(&conn, week, id).await,
+        // Every other route was answered before a connection was taken.
+        _ => Err(ApiError::Route(router::RouteError::NotFound)),
+    }?;
+    drop(conn);
+    Ok(match reply {
+        Reply::Json(body) => with_etag(&parts.headers, body),
+        Reply::Empty => {
+            let mut response = Response::new(Body::default());
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            response
+        }
+    })
+}
+
+enum Input {
+    None,
+    Week(model::WeekInput),
+    Day(model::DayInput),
+}
+
+/// Reads a body of at most `limit` bytes: refused from `Content-Length` before any byte
+/// is read (so no `100 Continue` is sent for it), and cut off while reading a chunked one.
+async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Bytes, ApiError> {
+    if let Some(length) = parts.headers.get(CONTENT_LENGTH) {
+        let length: u64 = length
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or(ApiError::BodyRead)?;
+        if length > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+    }
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(_) => Err(ApiError::BodyRead),
+    }
+}
+
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let length = body.len();
+    let mut response = Response::new(Body::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// A 200 JSON response with a weak ETag; `If-None-Match` with that tag gets a 304, as the
+/// original's Express did (browsers revalidate with it).
+fn with_etag(request: &http::HeaderMap, body: Vec<u8>) -> Response<Body> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let tag = format!("W/\"{:x}-{:016x}\"", body.len(), hasher.finish());
+    let matches = request
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == tag.trim_start_matches("W/"));
+    let mut response = if matches {
+        let mut response = Response::new(Body::default());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        json_response(StatusCode::OK, body)
+    };
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(ETAG, value);
+    }
+    response
+}
+
+/// HEAD: the same status and headers as GET, no body.
+fn strip_body(response: &mut Response<Body>) {
+    *response.body_mut() = Body::default();
+}
+
+fn readiness(app: &App) -> Response<Body> {
+    match app.readiness() {
+        Readiness::Ready => json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()),
+        Readiness::NotReady(reason) => {
+            let body = serde_json::json!({ "status": "not ready", "reason": reason });
+            let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into_bytes());
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}

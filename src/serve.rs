@@ -1,0 +1,180 @@
+//! `tenant-edge serve`: assembles the app, starts the listeners and the control loop, and
+//! stops them in a fixed order.
+//!
+//! [`start`] is what the binary and the in-process tests both call; it returns once the
+//! listeners are bound (the catalog may still be loading: /readyz says when it is).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin;
+use crate::app::App;
+use crate::auth::Authenticator;
+use crate::catalog::snapshot::Snapshot;
+use crate::cli::Failure;
+use crate::config::Config;
+use crate::control::{ControlEvent, ControlLoop, RefreshReport};
+use crate::http::cors::Cors;
+use crate::http::server;
+use crate::http::static_files::StaticFiles;
+use crate::metrics::Metrics;
+use crate::pools::{Budget, PoolSettings};
+
+/// A started server.
+pub struct Running {
+    pub app: Arc<App>,
+    pub address: SocketAddr,
+    pub admin_address: Option<SocketAddr>,
+    stop_accepting: CancellationToken,
+    stop_background: CancellationToken,
+    listener: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Builds the app and starts everything. Fails only for what the operator must fix
+/// (an address in use, an unreadable static_dir or JWKS file).
+pub async fn start(config: Config) -> Result<Running, String> {
+    let config = Arc::new(config);
+    let auth = Arc::new(Authenticator::new(&config.auth).map_err(|e| e.to_string())?);
+    let static_files = match &config.server.static_dir {
+        None => None,
+        Some(dir) => Some(StaticFiles::new(dir.clone()).map_err(|e| {
+            format!("{}: key `server.static_dir`: {}: {e}", config.source.display(), dir.display())
+        })?),
+    };
+    let budget = Budget::new(config.tenants.max_total_connections);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let app = Arc::new(App {
+        snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+        auth: ArcSwap::new(auth.clone()),
+        pool_settings: ArcSwap::from_pointee(PoolSettings::new(&config.tenants, budget.clone())),
+        budget,
+        cors: ArcSwap::from_pointee(Cors::new(config.server.cors_origins.clone())),
+        static_files,
+        metrics: Metrics::new(config.admin.metrics_top_schools),
+        in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
+        catalog_loaded: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        control: control_tx,
+        config: ArcSwap::new(config.clone()),
+    });
+
+    let listener = server::bind(config.server.listen).await?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_listener = match config.admin.listen {
+        Some(addr) => Some(server::bind(addr).await?),
+        None => None,
+    };
+    let admin_address = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let stop_accepting = CancellationToken::new();
+    let stop_background = CancellationToken::new();
+    let mut background = Vec::new();
+    if config.auth.jwks_url.is_some() {
+        // The first fetch happens in the background; /readyz stays 503 until it succeeds.
+        let auth = auth.clone();
+        background.push(tokio::spawn(async move {
+            if let Err(err) = auth.refresh_keys().await {
+                tracing::error!(error = %err, "fetching the JWKS failed; retrying in the background");
+            }
+        }));
+    }
+    background.push(auth.spawn_refresher(stop_background.clone()));
+    background.push(tokio::spawn(
+        ControlLoop::new(app.clone(), control_rx, stop_background.clone()).run(),
+    ));
+    if let Some(listener) = admin_listener {
+        background.push(tokio::spawn(admin::serve(
+            listener,
+            app.clone(),
+            stop_background.clone(),
+        )));
+    }
+    let listener = tokio::spawn(server::serve(listener, app.clone(), stop_accepting.clone()));
+    tracing::info!(%address, admin = ?admin_address, "tenant-edge listening");
+    Ok(Running {
+        app,
+        address,
+        admin_address,
+        stop_accepting,
+        stop_background,
+        listener,
+        background,
+    })
+}
+
+impl Running {
+    /// Asks the control loop to re-read the catalog now and waits for the result.
+    pub async fn refresh(&self) -> Result<RefreshReport, String> {
+        let (reply, result) = oneshot::channel();
+        self.app
+            .control
+            .send(ControlEvent::Refresh(Some(reply)))
+            .map_err(|_| "control loop stopped".to_string())?;
+        result.await.map_err(|_| "control loop stopped".to_string())?
+    }
+
+    /// Graceful shutdown, in this order:
+    /// 1. /readyz turns 503, so the load balancer stops sending new requests;
+    /// 2. the listener stops accepting; in-flight requests finish (up to
+    ///    `shutdown_grace`) and idle keep-alive connections close;
+    /// 3. background tasks stop (control loop, listener of catalog changes, JWKS refresh,
+    ///    admin listener);
+    /// 4. the pools close with the last snapshot.
+    pub async fn shutdown(self) {
+        self.app.draining.store(true, Ordering::Relaxed);
+        self.stop_accepting.cancel();
+        let _ = self.listener.await;
+        self.stop_background.cancel();
+        for task in self.background {
+            let _ = task.await;
+        }
+        for tenant in self.app.snapshot.load().tenants() {
+            tenant.pool.close();
+        }
+        self.app.snapshot.store(Arc::new(Snapshot::empty()));
+    }
+}
+
+/// The `serve` command: start, wait for SIGTERM or SIGINT, stop gracefully.
+pub async fn run(mut config: Config, demo: bool) -> Result<(), Failure> {
+    crate::logging::init(&config.log);
+    for warning in &config.warnings {
+        tracing::warn!("{}: {warning}", config.source.display());
+    }
+    let demo_token = if demo {
+        Some(crate::demo::prepare(&mut config).await?)
+    } else {
+        None
+    };
+    let running = start(config).await.map_err(Failure::runtime)?;
+    if let Some(token) = demo_token {
+        crate::demo::print_instructions(&token, running.address);
+    }
+    wait_for_stop_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
