@@ -77,9 +77,15 @@ mod tests {
         .unwrap();
         let claims = data.claims;
         assert_eq!(claims["sub"], "dev");
-        assert_eq!(claims["https://school-lunch/school_database"], "pinewood_elementary");
+        assert_eq!(
+            claims["https://school-lunch/school_database"],
+            "pinewood_elementary"
+        );
         assert_eq!(claims[SCHOOL_NAME_CLAIM], "pinewood_elementary");
-        let (iat, exp) = (claims["iat"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
+        let (iat, exp) = (
+            claims["iat"].as_u64().unwrap(),
+            claims["exp"].as_u64().unwrap(),
+        );
         assert_eq!(exp - iat, 600);
     }
 }

@@ -12,6 +12,9 @@ mod dev_token;
 mod jwks;
 mod token_cache;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -178,12 +181,11 @@ impl Authenticator {
         let wants_keys = config.algorithms.iter().any(|alg| !is_hmac(*alg));
         let (source, keys, ready) = match (&config.jwks_file, &config.jwks_url) {
             (Some(path), _) => {
-                let keys = jwks::read_file_blocking(path).map_err(|source| {
-                    AuthSetupError::JwksFile {
+                let keys =
+                    jwks::read_file_blocking(path).map_err(|source| AuthSetupError::JwksFile {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 (Some(JwksSource::File(path.clone())), keys, true)
             }
             (None, Some(url)) => {
@@ -320,7 +322,8 @@ impl Authenticator {
         let header = peek_header(token)?;
         // The accepted algorithms come from configuration only; the header merely says
         // which of them this token claims, and must be one of them.
-        let algorithm = Algorithm::from_str(&header.alg).map_err(|_| AuthError::AlgorithmNotAllowed)?;
+        let algorithm =
+            Algorithm::from_str(&header.alg).map_err(|_| AuthError::AlgorithmNotAllowed)?;
         let validation = self
             .validations
             .iter()
@@ -328,7 +331,10 @@ impl Authenticator {
             .map(|(_, validation)| validation)
             .ok_or(AuthError::AlgorithmNotAllowed)?;
         let claims = if is_hmac(algorithm) {
-            let key = self.hmac_key.as_ref().ok_or(AuthError::AlgorithmNotAllowed)?;
+            let key = self
+                .hmac_key
+                .as_ref()
+                .ok_or(AuthError::AlgorithmNotAllowed)?;
             decode::<Map<String, Value>>(token, key, validation)
         } else {
             let keys = self.key_set_with(header.kid.as_deref()).await?;
@@ -340,7 +346,8 @@ impl Authenticator {
             };
             // A key that declares its algorithm is used with that algorithm only, and an
             // RSA key never verifies an EC token (or the other way round).
-            if key.family != algorithm.family() || key.algorithm.is_some_and(|alg| alg != algorithm) {
+            if key.family != algorithm.family() || key.algorithm.is_some_and(|alg| alg != algorithm)
+            {
                 return Err(AuthError::AlgorithmNotAllowed);
             }
             decode::<Map<String, Value>>(token, &key.key, validation)
@@ -433,6 +440,10 @@ struct PeekedHeader {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
+    /// Extensions the token says a verifier must understand. We understand none, so any
+    /// `crit` is a rejection (RFC 7515 4.1.11); jsonwebtoken would silently ignore it.
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
 }
 
 /// Reads the header without trusting it. Done here rather than with
@@ -446,7 +457,11 @@ fn peek_header(token: &str) -> Result<PeekedHeader, AuthError> {
         return Err(AuthError::Malformed);
     };
     let json = base64url_decode(header.as_bytes()).ok_or(AuthError::Malformed)?;
-    serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)
+    let header: PeekedHeader = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
+    if header.crit.is_some() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(header)
 }
 
 /// Unpadded base64url, as JWTs use it. Small enough to own rather than add a dependency.
@@ -503,9 +518,9 @@ fn classify(err: &jsonwebtoken::errors::Error) -> AuthError {
                 _ => AuthError::Malformed,
             }
         }
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::InvalidAlgorithmName => {
-            AuthError::AlgorithmNotAllowed
-        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName => AuthError::AlgorithmNotAllowed,
         _ => AuthError::Malformed,
     }
 }
