@@ -300,14 +300,15 @@ impl Authenticator {
 
     /// A token named a key we do not have: maybe the provider rotated. Reload the set,
     /// but at most once per cooldown, and only one load for any number of such requests.
-    async fn refetch_for_unknown_key(&self) {
+    /// `loads_seen` is the load count read before the caller looked at the key set.
+    async fn refetch_for_unknown_key(&self, loads_seen: u64) {
         let Some(source) = &self.source else {
             return;
         };
-        let loads_seen = self.loads.load(Ordering::Acquire);
         let mut last_refetch = self.refetch.lock().await;
         if self.loads.load(Ordering::Acquire) != loads_seen {
-            // Someone loaded the set while we waited for the lock: use their result.
+            // A load finished since the caller looked at the set (possibly while we
+            // waited for the lock): use its result instead of loading again.
             return;
         }
         if last_refetch.is_some_and(|at| at.elapsed() < self.refetch_cooldown) {
@@ -363,13 +364,16 @@ impl Authenticator {
 
     /// The key set that holds the token's key, after at most one refetch.
     async fn key_set_with(&self, kid: Option<&str>) -> Result<Arc<KeySet>, AuthError> {
+        // Read before the set: a load that lands in between then counts as "already
+        // refetched" rather than causing a second fetch.
+        let loads_seen = self.loads.load(Ordering::Acquire);
         let keys = self.keys.load_full();
         match keys.find(kid) {
             KeyLookup::Found(_) => return Ok(keys),
             KeyLookup::Ambiguous => return Err(AuthError::UnknownKey),
             KeyLookup::Unknown => {}
         }
-        self.refetch_for_unknown_key().await;
+        self.refetch_for_unknown_key(loads_seen).await;
         let keys = self.keys.load_full();
         match keys.find(kid) {
             KeyLookup::Found(_) => Ok(keys),

@@ -894,3 +894,12 @@ async fn es256_and_eddsa_tokens_verify_with_their_jwks_keys() {
         AuthError::AlgorithmNotAllowed
     );
 }
+
+#[test]
+fn the_authenticator_can_be_shared_across_tasks() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Authenticator>();
+    assert_send_sync::<Arc<Principal>>();
+    assert_send_sync::<AuthError>();
+    assert_send_sync::<AuthSetupError>();
+}
