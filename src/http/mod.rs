@@ -1,5 +1,11 @@
-//! The HTTP side of the data path.
-//!
-//! So far only the pure router; the server, responses and error mapping join it here.
+//! The HTTP side of the data path: the listener ([`server`]), one request start to
+//! finish ([`service`]), the pure router, the single error-to-response mapping
+//! ([`error`]), and the edge pieces around them (CORS, request ids, the static front end).
 
+pub mod cors;
+pub mod error;
+pub mod request_id;
 pub mod router;
+pub mod server;
+pub mod service;
+pub mod static_files;
