@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::render::StatusLabel;
 use super::*;
 use crate::api::date::Date;
 use crate::http::router::{Route, Slug};
