@@ -5,13 +5,15 @@
 //! share a listener, a connection limit or a pool with the school-lunch API. Signing up a
 //! school (the original's unauthenticated `POST /api/users`) is `POST /admin/schools`.
 //!
-//!     GET    /metrics                          Prometheus text (no token)
-//!     GET    /admin/schools                    schools with status, version, pool stats
-//!     POST   /admin/schools                    {"name": "...", "database": "..."?}
-//!     POST   /admin/schools/{database}/suspend
-//!     POST   /admin/schools/{database}/resume
-//!     DELETE /admin/schools/{database}
-//!     POST   /admin/refresh                    re-read the catalog now
+//! ```text
+//! GET    /metrics                          Prometheus text (no token)
+//! GET    /admin/schools                    schools with status, version, pool stats
+//! POST   /admin/schools                    {"name": "...", "database": "..."?}
+//! POST   /admin/schools/{database}/suspend
+//! POST   /admin/schools/{database}/resume
+//! DELETE /admin/schools/{database}
+//! POST   /admin/refresh                    re-read the catalog now
+//! ```
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use crate::app::App;
 use crate::catalog::naming;
 use crate::catalog::store::{self, SchoolStatus};
 use crate::control::ControlEvent;
+use crate::metrics::{PoolGauges, PoolReport};
 use crate::pg;
 
 type Body = Full<Bytes>;
@@ -93,10 +96,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorized(app: &App, request: &Request<Incoming>) -> Result<(), Response<Body>> {
+fn authorized(app: &App, request: &Request<Incoming>) -> Result<(), Box<Response<Body>>> {
     let config = app.config.load();
     let Some(token) = &config.admin.token else {
-        return Err(error(StatusCode::FORBIDDEN, "the admin API is disabled: set [admin] token"));
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "the admin API is disabled: set [admin] token",
+        )));
     };
     let presented = request
         .headers()
@@ -109,10 +115,11 @@ fn authorized(app: &App, request: &Request<Incoming>) -> Result<(), Response<Bod
         Some(presented) if same(presented.as_bytes(), token.expose().as_bytes()) => Ok(()),
         _ => {
             let mut response = error(StatusCode::UNAUTHORIZED, "Unauthorized");
-            response
-                .headers_mut()
-                .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(response)
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+            Err(Box::new(response))
         }
     }
 }
@@ -123,7 +130,7 @@ async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
         }
-        let mut response = Response::new(Body::new(Bytes::from(crate::metrics::render_app(app))));
+        let mut response = Response::new(Body::new(Bytes::from(render_metrics(app))));
         response.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -131,7 +138,7 @@ async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
         return response;
     }
     if let Err(response) = authorized(app, &request) {
-        return response;
+        return *response;
     }
     let method = request.method().clone();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
@@ -156,7 +163,10 @@ async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
                 StatusCode::OK,
                 json!({ "generation": report.generation, "schools": report.schools, "rejected": report.rejected }),
             ),
-            Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, format!("refresh failed: {err}")),
+            Err(err) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("refresh failed: {err}"),
+            ),
         },
         _ => error(StatusCode::NOT_FOUND, "Not found"),
     }
@@ -204,7 +214,12 @@ async fn catalog(app: &App) -> Result<tokio_postgres::Client, Response<Body>> {
     let config = app.config.load();
     pg::connect(&config.catalog.target, Duration::from_secs(5))
         .await
-        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the catalog is unreachable"))
+        .map_err(|_| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the catalog is unreachable",
+            )
+        })
 }
 
 async fn add(app: &App, body: &[u8]) -> Response<Body> {
@@ -247,12 +262,16 @@ async fn add(app: &App, body: &[u8]) -> Response<Body> {
                 json!({ "schoolId": school.id, "schoolDatabase": school.database, "slug": school.slug, "status": school.status }),
             )
         }
-        Err(store::CatalogError::Duplicate(_)) => {
-            error(StatusCode::CONFLICT, format!("a school with database {database} already exists"))
-        }
+        Err(store::CatalogError::Duplicate(_)) => error(
+            StatusCode::CONFLICT,
+            format!("a school with database {database} already exists"),
+        ),
         Err(err) => {
             tracing::error!(error = %err, "admin add school failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "the catalog is unavailable")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the catalog is unavailable",
+            )
         }
     }
 }
@@ -267,15 +286,31 @@ async fn set_status(app: &App, database: &str, status: SchoolStatus) -> Response
             return error(StatusCode::CONFLICT, "the school is still provisioning");
         }
         Ok(Some(_)) => {}
-        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no school with database {database}")),
-        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "the catalog is unavailable"),
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no school with database {database}"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the catalog is unavailable",
+            )
+        }
     }
     match store::set_status(&client, database, status).await {
         Ok(_) => {
             let _ = refresh(app).await;
-            reply(StatusCode::OK, json!({ "schoolDatabase": database, "status": status.as_str() }))
+            reply(
+                StatusCode::OK,
+                json!({ "schoolDatabase": database, "status": status.as_str() }),
+            )
         }
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the catalog is unavailable"),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the catalog is unavailable",
+        ),
     }
 }
 
@@ -287,9 +322,42 @@ async fn remove(app: &App, database: &str) -> Response<Body> {
     match store::remove_school(&client, database).await {
         Ok(true) => {
             let _ = refresh(app).await;
-            reply(StatusCode::OK, json!({ "schoolDatabase": database, "removed": true, "databaseKept": true }))
+            reply(
+                StatusCode::OK,
+                json!({ "schoolDatabase": database, "removed": true, "databaseKept": true }),
+            )
         }
-        Ok(false) => error(StatusCode::NOT_FOUND, format!("no school with database {database}")),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the catalog is unavailable"),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            format!("no school with database {database}"),
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the catalog is unavailable",
+        ),
     }
+}
+
+/// The metrics text, with the pool gauges of the current snapshot.
+fn render_metrics(app: &App) -> String {
+    let snapshot = app.snapshot.load();
+    let schools = snapshot
+        .tenants()
+        .map(|t| {
+            let state = t.pool.state();
+            (
+                &*t.database,
+                PoolGauges {
+                    connections: u64::from(state.connections),
+                    idle: u64::from(state.idle_connections),
+                    waiting: state.waiting,
+                },
+            )
+        })
+        .collect();
+    app.metrics.render(&PoolReport {
+        schools,
+        budget_in_use: u64::from(app.budget.in_use()),
+        budget_limit: u64::from(app.budget.limit()),
+    })
 }

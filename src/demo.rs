@@ -35,15 +35,22 @@ fn this_monday() -> Date {
         .map(|d| d.as_secs() / 86_400)
         .unwrap_or(0) as i64;
     // 1970-01-01 was a Thursday: (days + 3) % 7 is the number of days since Monday.
-    Date::from_unix_days(days - (days + 3) % 7).unwrap_or_else(|| Date::parse("2020-01-06").expect("valid date"))
+    Date::from_unix_days(days - (days + 3) % 7)
+        .unwrap_or_else(|| Date::parse("2020-01-06").expect("valid date"))
 }
 
 pub async fn prepare(config: &mut Config) -> Result<DemoToken, Failure> {
     if config.auth.hs256_secret.is_none() {
         // A secret for this run only: tokens printed now stop working at the next start.
-        config.auth.hs256_secret = Some(Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 48)));
+        config.auth.hs256_secret = Some(Secret::new(
+            Alphanumeric.sample_string(&mut rand::rng(), 48),
+        ));
     }
-    if !config.auth.algorithms.contains(&jsonwebtoken::Algorithm::HS256) {
+    if !config
+        .auth
+        .algorithms
+        .contains(&jsonwebtoken::Algorithm::HS256)
+    {
         config.auth.algorithms.push(jsonwebtoken::Algorithm::HS256);
     }
     let catalog = open_catalog(config).await?;
@@ -51,9 +58,15 @@ pub async fn prepare(config: &mut Config) -> Result<DemoToken, Failure> {
     let week_of = this_monday();
     for (name, database) in DEMO_SCHOOLS {
         let runtime = |e: store::CatalogError| Failure::runtime(e.to_string());
-        if store::find_school(&catalog, database).await.map_err(runtime)?.is_none() {
+        if store::find_school(&catalog, database)
+            .await
+            .map_err(runtime)?
+            .is_none()
+        {
             let slug = crate::catalog::naming::database_to_slug(database);
-            store::add_school(&catalog, name, database, &slug).await.map_err(runtime)?;
+            store::add_school(&catalog, name, database, &slug)
+                .await
+                .map_err(runtime)?;
         }
         let applied = provisioner
             .provision(database)
@@ -84,7 +97,9 @@ pub async fn prepare(config: &mut Config) -> Result<DemoToken, Failure> {
 /// A published week (this Monday, five days) in a demo school that has no weeks yet.
 async fn seed(config: &Config, database: &str, name: &str, week_of: Date) -> Result<(), Failure> {
     let target = pg::with_database(&config.tenants.target, database);
-    let fail = |e: tokio_postgres::Error| Failure::runtime(format!("seeding {database}: {}", pg::error_text(&e)));
+    let fail = |e: tokio_postgres::Error| {
+        Failure::runtime(format!("seeding {database}: {}", pg::error_text(&e)))
+    };
     let client = pg::connect(&target, Duration::from_secs(5))
         .await
         .map_err(|e| Failure::runtime(e.to_string()))?;
@@ -104,7 +119,13 @@ async fn seed(config: &Config, database: &str, name: &str, week_of: Date) -> Res
         .await
         .map_err(fail)?
         .get(0);
-    let menus = ["Pizza and salad", "Tacos", "Chicken noodle soup", "Pasta with tomato sauce", "Fish sticks"];
+    let menus = [
+        "Pizza and salad",
+        "Tacos",
+        "Chicken noodle soup",
+        "Pasta with tomato sauce",
+        "Fish sticks",
+    ];
     let monday = week_of.to_unix_days();
     for (offset, menu) in menus.iter().enumerate() {
         let day = Date::from_unix_days(monday + offset as i64).expect("a weekday of a valid week");

@@ -219,7 +219,7 @@ impl PoolSettings {
         target.connect_timeout(config.connect_timeout);
         // A slow query fails on its own instead of holding a connection for the whole
         // request timeout; a forgotten transaction cannot pin a connection either.
-        target.options(&format!(
+        target.options(format!(
             "-c statement_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
             config.statement_timeout.as_millis(),
             config.statement_timeout.as_millis().max(1000) * 2

@@ -45,7 +45,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let static_files = match &config.server.static_dir {
         None => None,
         Some(dir) => Some(StaticFiles::new(dir.clone()).map_err(|e| {
-            format!("{}: key `server.static_dir`: {}: {e}", config.source.display(), dir.display())
+            format!(
+                "{}: key `server.static_dir`: {}: {e}",
+                config.source.display(),
+                dir.display()
+            )
         })?),
     };
     let budget = Budget::new(config.tenants.max_total_connections);
@@ -117,7 +121,9 @@ impl Running {
             .control
             .send(ControlEvent::Refresh(Some(reply)))
             .map_err(|_| "control loop stopped".to_string())?;
-        result.await.map_err(|_| "control loop stopped".to_string())?
+        result
+            .await
+            .map_err(|_| "control loop stopped".to_string())?
     }
 
     /// Graceful shutdown, in this order:

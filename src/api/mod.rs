@@ -4,5 +4,6 @@
 //! status codes (the single error-to-response mapping lives with the server).
 
 pub mod date;
+pub mod handlers;
 pub mod model;
 pub mod queries;

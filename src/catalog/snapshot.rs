@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use super::store::{SchoolRecord, SchoolStatus};
 use crate::http::router::Slug;
-use crate::pg;
 use crate::metrics::{Metrics, SchoolCounter};
+use crate::pg;
 use crate::pools::{PoolSettings, TenantPool};
 
 /// One school as the data path sees it.
@@ -187,8 +187,13 @@ mod tests {
             record(5, "catalog", "catalog", "active"),
             record(6, "school_f", "School F", "active"),
         ];
-        let (snapshot, rejected) =
-            Snapshot::build(&rows, &Snapshot::empty(), &settings(), "catalog", &metrics());
+        let (snapshot, rejected) = Snapshot::build(
+            &rows,
+            &Snapshot::empty(),
+            &settings(),
+            "catalog",
+            &metrics(),
+        );
         assert_eq!(snapshot.len(), 1);
         assert_eq!(snapshot.generation, 1);
         let named: Vec<(i32, &str)> = rejected
@@ -213,7 +218,8 @@ mod tests {
             record(1, "school_a", "school-a", "active"),
             record(2, "school_b", "school-b", "active"),
         ];
-        let (one, _) = Snapshot::build(&first, &Snapshot::empty(), &settings, "catalog", &metrics());
+        let (one, _) =
+            Snapshot::build(&first, &Snapshot::empty(), &settings, "catalog", &metrics());
         let mut second = first.clone();
         second[0].name = "Renamed".into();
         second[1].status = "suspended".into();

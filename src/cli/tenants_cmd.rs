@@ -15,8 +15,8 @@ pub async fn run(config: &Config, command: TenantsCommand) -> Result<(), Failure
         TenantsCommand::List => {
             let schools = store::list_schools(&catalog).await.map_err(runtime)?;
             println!(
-                "{:<6} {:<32} {:<32} {:<12} {:>7} {:>8}  {}",
-                "ID", "DATABASE", "SLUG", "STATUS", "VERSION", "ATTEMPTS", "NAME / LAST ERROR"
+                "{:<6} {:<32} {:<32} {:<12} {:>7} {:>8}  NAME / LAST ERROR",
+                "ID", "DATABASE", "SLUG", "STATUS", "VERSION", "ATTEMPTS"
             );
             for s in schools {
                 println!(

@@ -494,7 +494,7 @@ fn validate(
             "admin.listen is set without admin.token: /metrics is served, the tenant admin API refuses every call".into(),
         );
     }
-    if admin.listen == Some(server.listen) {
+    if admin.listen == Some(server.listen) && server.listen.port() != 0 {
         return Err(bad("admin.listen", "must differ from server.listen".into()));
     }
 

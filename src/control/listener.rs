@@ -17,7 +17,12 @@ pub const CHANNEL: &str = "tenant_edge_catalog";
 
 /// Runs until `stop` is cancelled; signals `changed` for every notification and after
 /// every (re)connect.
-pub async fn run(catalog: PgConfig, connect_timeout: Duration, changed: Arc<Notify>, stop: CancellationToken) {
+pub async fn run(
+    catalog: PgConfig,
+    connect_timeout: Duration,
+    changed: Arc<Notify>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut config = catalog.clone();
@@ -29,7 +34,8 @@ pub async fn run(catalog: PgConfig, connect_timeout: Duration, changed: Arc<Noti
         };
         match connected {
             Ok(Ok((client, mut connection))) => {
-                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 // The connection must be driven while LISTEN runs, so issue it from a task.
                 let listen = tokio::spawn(async move {
                     let result = client.batch_execute(&format!("listen {CHANNEL}")).await;

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::App;
 use crate::auth::Authenticator;
 use crate::catalog::snapshot::Snapshot;
-use crate::catalog::store::{self, SchoolRecord};
+use crate::catalog::store::{self, SchoolRecord, SchoolStatus};
 use crate::config::{self, Config, ConfigSource};
 use crate::http::cors::Cors;
 use crate::migrate::{self, Applied};
@@ -202,7 +202,7 @@ impl ControlLoop {
         for old in previous.tenants() {
             let still_served = next
                 .by_database(&old.database)
-                .is_some_and(|t| t.status == crate::catalog::store::SchoolStatus::Active);
+                .is_some_and(|t| t.status == SchoolStatus::Active);
             if !still_served && old.pool.state().connections > 0 {
                 old.pool.close();
             }
@@ -211,8 +211,20 @@ impl ControlLoop {
         self.app.snapshot.store(next.clone());
         self.app.catalog_loaded.store(true, Ordering::Relaxed);
         self.app.metrics.catalog_refresh(true);
-        self.app.metrics.set_snapshot(next.generation, next.loaded_at);
-        self.app.metrics.retain_schools(|name| next.by_database(name).is_some());
+        self.app
+            .metrics
+            .catalog_snapshot(next.generation, next.loaded_at);
+        for status in [
+            SchoolStatus::Provisioning,
+            SchoolStatus::Active,
+            SchoolStatus::Suspended,
+        ] {
+            let count = next.tenants().filter(|t| t.status == status).count() as u64;
+            self.app.metrics.set_schools(status, count);
+        }
+        self.app
+            .metrics
+            .retain_schools(|name| next.by_database(name).is_some());
 
         if config.tenants.auto_provision {
             self.start_provisioning(&records, &config);
@@ -248,7 +260,10 @@ impl ControlLoop {
                 || self.provisioning.contains(&record.database)
                 || pg::validate_database_name(&record.database).is_err()
                 || record.database == config.catalog.database()
-                || self.failures.get(&record.database).is_some_and(|b| b.next_try > now)
+                || self
+                    .failures
+                    .get(&record.database)
+                    .is_some_and(|b| b.next_try > now)
             {
                 continue;
             }
@@ -273,7 +288,7 @@ impl ControlLoop {
 
     async fn provisioned(&mut self, database: String, result: Result<Applied, String>) {
         self.provisioning.remove(&database);
-        self.app.metrics.provisioned(result.is_ok());
+        self.app.metrics.provision(result.is_ok());
         let recorded = match self.catalog().await {
             Err(err) => Err(err),
             Ok(client) => match &result {
@@ -290,7 +305,8 @@ impl ControlLoop {
                         next_try: Instant::now(),
                     });
                     backoff.attempts += 1;
-                    let delay = Duration::from_secs(1 << backoff.attempts.min(8)).min(Duration::from_secs(300));
+                    let delay = Duration::from_secs(1 << backoff.attempts.min(8))
+                        .min(Duration::from_secs(300));
                     backoff.next_try = Instant::now() + delay;
                     tracing::error!(school = %database, attempts = backoff.attempts, retry_in_s = delay.as_secs(), error = %reason, "provisioning failed");
                     store::record_failure(&client, &database, reason)
@@ -320,8 +336,11 @@ impl ControlLoop {
                 return;
             }
         };
-        if next.server.listen != current.server.listen || next.admin.listen != current.admin.listen {
-            tracing::warn!("a changed listen address needs a restart; keeping the current listeners");
+        if next.server.listen != current.server.listen || next.admin.listen != current.admin.listen
+        {
+            tracing::warn!(
+                "a changed listen address needs a restart; keeping the current listeners"
+            );
         }
         match Authenticator::new(&next.auth) {
             Ok(auth) => {
@@ -346,7 +365,9 @@ impl ControlLoop {
         }
         let settings = Arc::new(PoolSettings::new(&next.tenants, self.app.budget.clone()));
         let pools_changed = !settings.same_as(&self.app.pool_settings.load());
-        self.app.budget.set_limit(next.tenants.max_total_connections);
+        self.app
+            .budget
+            .set_limit(next.tenants.max_total_connections);
         self.app.pool_settings.store(settings.clone());
         if pools_changed {
             // Pools pick up the new sizes and timeouts as they are re-created.
@@ -354,7 +375,9 @@ impl ControlLoop {
                 tenant.pool.reconfigure(settings.clone());
             }
         }
-        self.app.cors.store(Arc::new(Cors::new(next.server.cors_origins.clone())));
+        self.app
+            .cors
+            .store(Arc::new(Cors::new(next.server.cors_origins.clone())));
         for warning in &next.warnings {
             tracing::warn!("{}: {warning}", next.source.display());
         }

@@ -111,7 +111,9 @@ impl ApiError {
             Route(RouteError::NotFound) => "Not found".into(),
             Route(RouteError::BadSlug) | SchoolNotFound => "School not found".into(),
             Route(RouteError::MethodNotAllowed { .. }) => "Method not allowed".into(),
-            Route(RouteError::BadId { name, .. }) => format!("Bad request, {name} must be a positive integer"),
+            Route(RouteError::BadId { name, .. }) => {
+                format!("Bad request, {name} must be a positive integer")
+            }
             Route(RouteError::BadDate) => "Bad request, dates must be YYYY-MM-DD".into(),
             Auth(err) if err.is_forbidden() => "Forbidden: the token names no school".into(),
             Auth(_) => "Unauthorized".into(),
@@ -214,21 +216,66 @@ mod tests {
     #[test]
     fn statuses_codes_and_messages() {
         let cases: Vec<(ApiError, u16, &str, &str)> = vec![
-            (ApiError::Route(RouteError::NotFound), 404, "not_found", "Not found"),
-            (ApiError::Route(RouteError::BadSlug), 404, "school_not_found", "School not found"),
-            (ApiError::SchoolNotFound, 404, "school_not_found", "School not found"),
-            (ApiError::WeekNotFound(7), 404, "not_found", "Lunch Week Id 7 not found"),
+            (
+                ApiError::Route(RouteError::NotFound),
+                404,
+                "not_found",
+                "Not found",
+            ),
+            (
+                ApiError::Route(RouteError::BadSlug),
+                404,
+                "school_not_found",
+                "School not found",
+            ),
+            (
+                ApiError::SchoolNotFound,
+                404,
+                "school_not_found",
+                "School not found",
+            ),
+            (
+                ApiError::WeekNotFound(7),
+                404,
+                "not_found",
+                "Lunch Week Id 7 not found",
+            ),
             (
                 ApiError::NoPublishedWeek(Date::parse("2020-11-16").unwrap()),
                 404,
                 "not_published",
                 "No menu has been published for the week of 2020-11-16",
             ),
-            (ApiError::Body(BodyError::IdsDoNotMatch), 400, "ids_do_not_match", "Bad request, IDs do not match"),
-            (ApiError::PayloadTooLarge { limit: 10 }, 413, "payload_too_large", "Request body is larger than 10 bytes"),
-            (ApiError::SchoolSuspended("a".into()), 403, "school_suspended", "Forbidden: your school is suspended"),
-            (ApiError::Timeout, 504, "timeout", "The request took too long"),
-            (ApiError::Overloaded, 503, "overloaded", "The server is busy; try again shortly"),
+            (
+                ApiError::Body(BodyError::IdsDoNotMatch),
+                400,
+                "ids_do_not_match",
+                "Bad request, IDs do not match",
+            ),
+            (
+                ApiError::PayloadTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+                "Request body is larger than 10 bytes",
+            ),
+            (
+                ApiError::SchoolSuspended("a".into()),
+                403,
+                "school_suspended",
+                "Forbidden: your school is suspended",
+            ),
+            (
+                ApiError::Timeout,
+                504,
+                "timeout",
+                "The request took too long",
+            ),
+            (
+                ApiError::Overloaded,
+                503,
+                "overloaded",
+                "The server is busy; try again shortly",
+            ),
         ];
         for (err, status, code, message) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
@@ -242,7 +289,8 @@ mod tests {
                 "{err:?}"
             );
         }
-        let allow = ApiError::Route(RouteError::MethodNotAllowed { allow: "GET, HEAD" }).to_response("r");
+        let allow =
+            ApiError::Route(RouteError::MethodNotAllowed { allow: "GET, HEAD" }).to_response("r");
         assert_eq!(allow.headers()[http::header::ALLOW], "GET, HEAD");
     }
 }

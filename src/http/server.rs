@@ -110,7 +110,13 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
     // Then ask every connection to finish: in-flight requests complete, idle keep-alive
     // connections close; a stuck client is cut off when the grace period ends.
     let grace = app.config.load().server.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period over; closing the remaining connections");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "shutdown grace period over; closing the remaining connections"
+        );
     }
 }

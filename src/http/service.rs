@@ -41,13 +41,16 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Body>
 
     let result = match routed {
         Err(err) => Err(ApiError::Route(err)),
-        Ok(Route::Healthz) => Ok(json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())),
+        Ok(Route::Healthz) => Ok(json_response(
+            StatusCode::OK,
+            br#"{"status":"ok"}"#.to_vec(),
+        )),
         Ok(Route::Readyz) => Ok(readiness(&app)),
         Ok(Route::Preflight) => Ok(app.cors.load().preflight(&parts.headers)),
         Ok(Route::NotApi) => match &app.static_files {
-            Some(files) if matches!(parts.method, Method::GET | Method::HEAD) => {
-                Ok(files.serve(&parts.method, parts.uri.path(), &parts.headers).await)
-            }
+            Some(files) if matches!(parts.method, Method::GET | Method::HEAD) => Ok(files
+                .serve(&parts.method, parts.uri.path(), &parts.headers)
+                .await),
             _ => Err(ApiError::Route(router::RouteError::NotFound)),
         },
         Ok(route) => match app.in_flight.clone().try_acquire_owned() {
@@ -83,12 +86,15 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Body>
         strip_body(&mut response);
     }
     let headers = response.headers_mut();
-    app.cors.load().apply(parts.headers.get(http::header::ORIGIN), headers);
+    app.cors
+        .load()
+        .apply(parts.headers.get(http::header::ORIGIN), headers);
     headers.insert("x-request-id", request_id.to_header_value());
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    app.metrics.observe_request(route_name, status, elapsed);
+    app.metrics
+        .record_request(route_name, response.status(), elapsed);
     if let Some(tenant) = &school {
         tenant.requests.increment();
     }
@@ -112,7 +118,10 @@ async fn serve_api(
     body: Incoming,
     school: &mut Option<Arc<Tenant>>,
 ) -> Result<Response<Body>, ApiError> {
-    if app.draining.load(Ordering::Relaxed) && parts.method != Method::GET && parts.method != Method::HEAD {
+    if app.draining.load(Ordering::Relaxed)
+        && parts.method != Method::GET
+        && parts.method != Method::HEAD
+    {
         // Writes that arrive after shutdown began could be cut off by the grace period.
         return Err(ApiError::Draining);
     }
@@ -138,7 +147,9 @@ async fn serve_api(
                 .await?;
             let tenant = snapshot
                 .by_database(&principal.school_database)
-                .ok_or_else(|| ApiError::SchoolNotInCatalog(principal.school_database.to_string()))?;
+                .ok_or_else(|| {
+                    ApiError::SchoolNotInCatalog(principal.school_database.to_string())
+                })?;
             match tenant.status {
                 SchoolStatus::Active => tenant.clone(),
                 SchoolStatus::Suspended => {
@@ -157,12 +168,22 @@ async fn serve_api(
     // holds one of its school's connections.
     let limit = app.config.load().server.max_body_bytes;
     let input = match route {
-        Route::CreateWeek => Input::Week(model::parse_new_week(&read_body(parts, body, limit).await?)?),
-        Route::UpdateWeek(id) => Input::Week(model::parse_week_update(id, &read_body(parts, body, limit).await?)?),
-        Route::CreateDay(week) => Input::Day(model::parse_new_day(week, &read_body(parts, body, limit).await?)?),
-        Route::UpdateDay(week, day) => {
-            Input::Day(model::parse_day_update(week, day, &read_body(parts, body, limit).await?)?)
-        }
+        Route::CreateWeek => Input::Week(model::parse_new_week(
+            &read_body(parts, body, limit).await?,
+        )?),
+        Route::UpdateWeek(id) => Input::Week(model::parse_week_update(
+            id,
+            &read_body(parts, body, limit).await?,
+        )?),
+        Route::CreateDay(week) => Input::Day(model::parse_new_day(
+            week,
+            &read_body(parts, body, limit).await?,
+        )?),
+        Route::UpdateDay(week, day) => Input::Day(model::parse_day_update(
+            week,
+            day,
+            &read_body(parts, body, limit).await?,
+        )?),
         _ => Input::None,
     };
 
@@ -246,7 +267,9 @@ fn with_etag(request: &http::HeaderMap, body: Vec<u8>) -> Response<Body> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == tag.trim_start_matches("W/"));
+        .any(|candidate| {
+            candidate == "*" || candidate.trim_start_matches("W/") == tag.trim_start_matches("W/")
+        });
     let mut response = if matches {
         let mut response = Response::new(Body::default());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -270,7 +293,10 @@ fn readiness(app: &App) -> Response<Body> {
         Readiness::Ready => json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()),
         Readiness::NotReady(reason) => {
             let body = serde_json::json!({ "status": "not ready", "reason": reason });
-            let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into_bytes());
+            let mut response = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                body.to_string().into_bytes(),
+            );
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -1,5 +1,7 @@
 //! End-to-end tests: the real binary or the real server, real PostgreSQL, real HTTP.
 //! One test binary (faster to build); each test owns its databases (see `support`).
 
+mod api;
 mod migrate;
+mod server;
 mod support;

@@ -46,7 +46,7 @@ async fn fresh_catalog_and_three_schools_then_up_to_date() {
     let out = stdout(&second);
     for school in &schools {
         assert!(
-            outcome(&out, &school).starts_with("applied 1 (now at version 1)"),
+            outcome(&out, school).starts_with("applied 1 (now at version 1)"),
             "{out}"
         );
         assert_eq!(
@@ -83,7 +83,7 @@ async fn fresh_catalog_and_three_schools_then_up_to_date() {
     let out = stdout(&third);
     for school in &schools {
         assert!(
-            outcome(&out, &school).starts_with("up to date (version 1)"),
+            outcome(&out, school).starts_with("up to date (version 1)"),
             "{out}"
         );
     }

@@ -23,7 +23,9 @@ pub const CLAIM: &str = "https://school-lunch/school_database";
 pub const ADMIN_TOKEN: &str = "admin-test-token";
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A server and the scratch namespace it lives in.
@@ -101,10 +103,14 @@ impl TestServer {
     }
 
     pub async fn wait_ready(&self) {
-        wait_for("the server to be ready", Duration::from_secs(20), || async {
-            let (status, _, _) = self.request(Method::GET, "/readyz", &[], None).await;
-            (status == 200).then_some(())
-        })
+        wait_for(
+            "the server to be ready",
+            Duration::from_secs(20),
+            || async {
+                let (status, _, _) = self.request(Method::GET, "/readyz", &[], None).await;
+                (status == 200).then_some(())
+            },
+        )
         .await;
     }
 
@@ -117,18 +123,22 @@ impl TestServer {
     }
 
     pub async fn wait_active(&self, databases: &[&str]) {
-        wait_for("schools to become active", Duration::from_secs(30), || async {
-            let _ = self.running().refresh().await;
-            let snapshot = self.running().app.snapshot.load();
-            databases
-                .iter()
-                .all(|d| {
-                    snapshot.by_database(d).is_some_and(|t| {
-                        t.status == tenant_edge::catalog::store::SchoolStatus::Active
+        wait_for(
+            "schools to become active",
+            Duration::from_secs(30),
+            || async {
+                let _ = self.running().refresh().await;
+                let snapshot = self.running().app.snapshot.load();
+                databases
+                    .iter()
+                    .all(|d| {
+                        snapshot.by_database(d).is_some_and(|t| {
+                            t.status == tenant_edge::catalog::store::SchoolStatus::Active
+                        })
                     })
-                })
-                .then_some(())
-        })
+                    .then_some(())
+            },
+        )
         .await;
     }
 
@@ -139,7 +149,8 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> (u16, HeaderMap, Vec<u8>) {
-        self.request_to(&self.base, method, path, headers, body).await
+        self.request_to(&self.base, method, path, headers, body)
+            .await
     }
 
     pub async fn request_to(
@@ -150,7 +161,9 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> (u16, HeaderMap, Vec<u8>) {
-        let mut builder = Request::builder().method(method).uri(format!("{base}{path}"));
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{base}{path}"));
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -163,12 +176,24 @@ impl TestServer {
         let response = self.client.request(request).await.expect("HTTP request");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
         (status, headers, body)
     }
 
     /// A request with a token; returns status and parsed JSON (Null for an empty body).
-    pub async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let auth = format!("Bearer {token}");
         let body = body.map(|b| b.to_string());
         let (status, _, bytes) = self
@@ -200,12 +225,16 @@ pub fn parse(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(bytes)))
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(bytes)))
     }
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Standard claims for `school`, to be adjusted by a test.
