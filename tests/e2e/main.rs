@@ -2,6 +2,8 @@
 //! One test binary (faster to build); each test owns its databases (see `support`).
 
 mod api;
+mod control;
 mod migrate;
+mod process;
 mod server;
 mod support;

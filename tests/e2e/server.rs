@@ -43,7 +43,7 @@ pub fn config_text(scratch: &Scratch, extra: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\
          [catalog]\nurl = \"{catalog}\"\n{catalog_extra}\n\
-         [tenants]\nacquire_timeout = \"1s\"\n{tenants}\n\
+         [tenants]\n{tenants}\n\
          [auth]\nalgorithms = [\"RS256\", \"HS256\"]\nhs256_secret = \"{HS_SECRET}\"\njwks_file = \"{jwks}\"\n{auth}\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n\
          [log]\nlevel = \"warn\"\n",
@@ -51,7 +51,11 @@ pub fn config_text(scratch: &Scratch, extra: &str) -> String {
         jwks = fixture("jwks_a.json").display(),
         server = section(extra, "server"),
         catalog_extra = section(extra, "catalog"),
-        tenants = section(extra, "tenants"),
+        // Test servers give up on a school's database after 1s unless told otherwise.
+        tenants = match section(extra, "tenants") {
+            t if t.contains("acquire_timeout") => t,
+            t => format!("acquire_timeout = \"1s\"\n{t}"),
+        },
         auth = section(extra, "auth"),
     )
 }
