@@ -150,7 +150,7 @@ impl Running {
 
 /// The `serve` command: start, wait for SIGTERM or SIGINT, stop gracefully.
 pub async fn run(mut config: Config, demo: bool) -> Result<(), Failure> {
-    crate::logging::init(&config.log);
+    let _log_guard = crate::logging::init(&config.log);
     for warning in &config.warnings {
         tracing::warn!("{}: {warning}", config.source.display());
     }
