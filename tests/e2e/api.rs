@@ -795,3 +795,117 @@ async fn an_unreachable_school_database_is_a_fast_503_for_that_school_only() {
     );
     server.stop().await;
 }
+
+/// A JWKS endpoint served by the test, whose key set the test can change.
+struct JwksEndpoint {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JwksEndpoint {
+    async fn start(body: String) -> Self {
+        use hyper_util::rt::TokioIo;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().unwrap()
+        );
+        let body = std::sync::Arc::new(std::sync::Mutex::new(body));
+        let served = body.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_| {
+                        let text = served.lock().unwrap().clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(text)),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, body, task }
+    }
+}
+
+impl Drop for JwksEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn rs256_through_a_jwks_url_with_key_rotation() {
+    let jwks = JwksEndpoint::start(std::fs::read_to_string(fixture("jwks_a.json")).unwrap()).await;
+    let extra = format!(
+        "[auth]\njwks_url = \"{}\"\njwks_refetch_cooldown = \"0s\"\n",
+        jwks.url
+    );
+    let server = TestServer::start(&extra).await; // ready only once the key set is fetched
+    let school = server.scratch.db("jwks");
+    server.add_schools(&[&school]).await;
+    assert_eq!(
+        server
+            .call(&token_for(&school), Method::GET, "/api/lunch-week", None)
+            .await
+            .0,
+        200
+    );
+    let rotated = rs256("key-b", "rsa_b.pem", &claims(&school));
+    assert_eq!(
+        server
+            .call(&rotated, Method::GET, "/api/lunch-week", None)
+            .await
+            .0,
+        401,
+        "key-b not published yet"
+    );
+    // The identity provider publishes the next key beside the current one.
+    *jwks.body.lock().unwrap() = std::fs::read_to_string(fixture("jwks_ab.json")).unwrap();
+    assert_eq!(
+        server
+            .call(&rotated, Method::GET, "/api/lunch-week", None)
+            .await
+            .0,
+        200,
+        "unknown kid refetches the set"
+    );
+    assert_eq!(
+        server
+            .call(&token_for(&school), Method::GET, "/api/lunch-week", None)
+            .await
+            .0,
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    use http_body_util::BodyExt;
+    let server = TestServer::start("").await;
+    let school = server.scratch.db("h2");
+    server.add_schools(&[&school]).await;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let request = http::Request::builder()
+        .uri(format!("{}/api/lunch-week", server.base))
+        .header("authorization", format!("Bearer {}", token_for(&school)))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"[]");
+    server.stop().await;
+}

@@ -44,11 +44,10 @@ pub fn config_text(scratch: &Scratch, extra: &str) -> String {
         "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\
          [catalog]\nurl = \"{catalog}\"\n{catalog_extra}\n\
          [tenants]\n{tenants}\n\
-         [auth]\nalgorithms = [\"RS256\", \"HS256\"]\nhs256_secret = \"{HS_SECRET}\"\njwks_file = \"{jwks}\"\n{auth}\n\
+         [auth]\nalgorithms = [\"RS256\", \"HS256\"]\nhs256_secret = \"{HS_SECRET}\"\n{auth}\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n\
          [log]\nlevel = \"warn\"\n",
         catalog = pg_url(&scratch.catalog()),
-        jwks = fixture("jwks_a.json").display(),
         server = section(extra, "server"),
         catalog_extra = section(extra, "catalog"),
         // Test servers give up on a school's database after 1s unless told otherwise.
@@ -56,7 +55,11 @@ pub fn config_text(scratch: &Scratch, extra: &str) -> String {
             t if t.contains("acquire_timeout") => t,
             t => format!("acquire_timeout = \"1s\"\n{t}"),
         },
-        auth = section(extra, "auth"),
+        // The fixture key set from a file, unless the test brings its own source.
+        auth = match section(extra, "auth") {
+            a if a.contains("jwks_") => a,
+            a => format!("jwks_file = \"{}\"\n{a}", fixture("jwks_a.json").display()),
+        },
     )
 }
 
