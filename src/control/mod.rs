@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::auth::Authenticator;
-use crate::catalog::snapshot::Snapshot;
+use crate::catalog::snapshot::{Rejected, Snapshot};
 use crate::catalog::store::{self, SchoolRecord, SchoolStatus};
 use crate::config::{self, Config, ConfigSource};
 use crate::http::cors::Cors;
@@ -66,6 +66,7 @@ pub struct ControlLoop {
     tasks: TaskTracker,
     stop: CancellationToken,
     last_catalog_error: Option<String>,
+    last_rejected: Vec<Rejected>,
 }
 
 impl ControlLoop {
@@ -84,6 +85,7 @@ impl ControlLoop {
             tasks: TaskTracker::new(),
             stop,
             last_catalog_error: None,
+            last_rejected: Vec::new(),
         }
     }
 
@@ -194,9 +196,11 @@ impl ControlLoop {
             config.catalog.database(),
             &self.app.metrics,
         );
-        for r in &rejected {
+        // Each skipped row is reported when it first appears, not at every refresh.
+        for r in rejected.iter().filter(|r| !self.last_rejected.contains(r)) {
             tracing::error!(school_id = r.school_id, school = %r.database, reason = %r.reason, "catalog row skipped");
         }
+        self.last_rejected = rejected.clone();
         // Schools that left (or stopped being served) drain: requests in flight finish on
         // the pool they hold, idle connections close now.
         for old in previous.tenants() {
