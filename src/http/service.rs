@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use crate::api::handlers::{self, Reply};
 use crate::api::model;
 use crate::app::{App, Readiness};
+use crate::auth::CacheLookup;
 use crate::catalog::snapshot::Tenant;
 use crate::catalog::store::SchoolStatus;
 use crate::http::error::ApiError;
@@ -140,11 +141,17 @@ async fn serve_api(
         }
         _ => {
             let authorization = parts.headers.get(http::header::AUTHORIZATION);
-            let principal = app
+            let (principal, lookup) = app
                 .auth
                 .load()
-                .authenticate(authorization.map(HeaderValue::as_bytes))
-                .await?;
+                .authenticate_counted(authorization.map(HeaderValue::as_bytes))
+                .await;
+            match lookup {
+                CacheLookup::Hit => app.metrics.token_cache_hit(),
+                CacheLookup::Miss => app.metrics.token_cache_miss(),
+                CacheLookup::NotAsked => {}
+            }
+            let principal = principal?;
             let tenant = snapshot
                 .by_database(&principal.school_database)
                 .ok_or_else(|| {

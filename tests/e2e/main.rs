@@ -2,6 +2,7 @@
 //! One test binary (faster to build); each test owns its databases (see `support`).
 
 mod api;
+mod edge;
 mod migrate;
 mod server;
 mod support;
