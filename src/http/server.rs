@@ -71,6 +71,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
     let builder = Arc::new(connection_builder(&config.server));
     let connections = Arc::new(Semaphore::new(config.server.max_connections));
     let graceful = GracefulShutdown::new();
+    // Cancelled when the grace period ends, to close connections still open then (in the
+    // binary the runtime's end would drop them anyway; in-process it must be explicit).
+    let force_close = CancellationToken::new();
     let mut backoff = Duration::from_millis(5);
 
     loop {
@@ -104,6 +107,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let stop = stop.clone();
+        let force_close = force_close.clone();
         let header_read_timeout = config.server.header_read_timeout;
         tokio::spawn(async move {
             // The first bytes, under the header timeout; a shutdown meanwhile drops the
@@ -123,8 +127,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
                 async move { Ok::<_, Infallible>(service::handle(app, request).await) }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(connection).await {
-                tracing::debug!(error = %err, "connection ended with an error");
+            tokio::select! {
+                result = watcher.watch(connection) => {
+                    if let Err(err) = result {
+                        tracing::debug!(error = %err, "connection ended with an error");
+                    }
+                }
+                // The grace period is over: dropping the connection closes its socket.
+                _ = force_close.cancelled() => {}
             }
             drop(permit);
         });
@@ -143,6 +153,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
             grace_ms = grace.as_millis() as u64,
             "shutdown grace period over; closing the remaining connections"
         );
+        force_close.cancel();
     }
 }
 

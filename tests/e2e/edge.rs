@@ -519,6 +519,12 @@ async fn a_request_over_request_timeout_is_504() {
         "[server]\nrequest_timeout = \"500ms\"\n[tenants]\nstatement_timeout = \"30s\"\n",
     )
     .await;
+    // A first request opens the school's pooled connection (preparing its statements), so
+    // the request below times out in its query, not while a connection is being made.
+    let (status, _) = server
+        .call(&token, Method::GET, "/api/lunch-week", None)
+        .await;
+    assert_eq!(status, 200);
     let lock = TableLock::take(&school).await;
     let started = Instant::now();
     let (status, body) = server
@@ -528,6 +534,24 @@ async fn a_request_over_request_timeout_is_504() {
     assert_eq!(body["code"], "timeout");
     // Upper bound of the timeout feature: 500 ms plus slack, far below statement_timeout.
     assert!(started.elapsed() < Duration::from_secs(3));
+    // The abandoned query was cancelled: nothing of the school waits on the lock any
+    // more, although statement_timeout (30 s) would have let it wait on.
+    let admin = connect("postgres").await;
+    wait_for(
+        "the timed-out query to be cancelled",
+        Duration::from_secs(5),
+        || async {
+            let row = admin
+                .query_one(
+                    "select count(*) from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'",
+                    &[&school],
+                )
+                .await
+                .unwrap();
+            (row.get::<_, i64>(0) == 0).then_some(())
+        },
+    )
+    .await;
     lock.release().await;
     // The school works again once the lock is gone.
     let (status, _) = server
@@ -631,6 +655,24 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
     }
     assert_eq!(process.exit_code(Duration::from_secs(10)).await, 0);
     assert!(signalled.elapsed() < Duration::from_secs(10));
+
+    // One JSON access line per request at info, with the school and the request id.
+    let access = next_line_matching(&mut process.stderr, Duration::from_secs(5), |line| {
+        line.contains("tenant_edge::access")
+            && line.contains("list_weeks")
+            && line.contains("\"status\":200")
+    })
+    .await;
+    let access: Value = serde_json::from_str(&access).unwrap();
+    assert_eq!(access["level"], "INFO");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["route"], "list_weeks");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["school"], school.as_str());
+    assert!(access["duration_us"].is_u64());
+    assert!(access["request_id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
 }
 
 #[tokio::test]
