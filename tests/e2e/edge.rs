@@ -680,10 +680,31 @@ async fn a_stuck_client_does_not_hold_the_exit_past_shutdown_grace() {
     let scratch = Scratch::new();
     let config = binary_config(
         &scratch,
-        "shutdown_grace = \"1s\"\nheader_read_timeout = \"60s\"",
+        "shutdown_grace = \"1s\"\nheader_read_timeout = \"60s\"\nrequest_timeout = \"60s\"",
     );
     let mut process = Process::spawn(&scratch, &config, &["serve"]);
     let base = process.listening_address().await;
+    wait_for("readiness", Duration::from_secs(20), || async {
+        (get(&base, "/readyz", None).await.0 == 200).then_some(())
+    })
+    .await;
+    let school = scratch.db("stuck");
+    scratch.insert_schools(&[("Stuck", &school)]).await;
+    let token = hs256(&claims(&school));
+    wait_for(
+        "the school to be served",
+        Duration::from_secs(30),
+        || async { (get(&base, "/api/lunch-week", Some(&token)).await.0 == 200).then_some(()) },
+    )
+    .await;
+    // A request stuck in flight (its table locked; request_timeout 60 s)...
+    let lock = TableLock::take(&school).await;
+    let stuck = {
+        let base = base.clone();
+        tokio::spawn(async move { get(&base, "/api/lunch-week", Some(&token)).await })
+    };
+    wait_lock_waiters(&school, 1).await;
+    // ...and a client that sent half a request.
     let mut stream = TcpStream::connect(host_port(&base)).await.unwrap();
     // A complete request first, so the connection is surely accepted and being served...
     stream
@@ -701,13 +722,17 @@ async fn a_stuck_client_does_not_hold_the_exit_past_shutdown_grace() {
     let signalled = Instant::now();
     process.signal("TERM");
     assert_eq!(process.exit_code(Duration::from_secs(5)).await, 0);
-    // shutdown_grace (1 s) plus 2 s of slack; the header timeout (60 s) played no part.
+    // shutdown_grace (1 s) plus 2 s of slack; the header and request timeouts (60 s) and
+    // statement_timeout (5 s) played no part.
     assert!(
         signalled.elapsed() < Duration::from_secs(3),
         "exit took {:?}",
         signalled.elapsed()
     );
+    // The stuck request was cut off, not answered.
+    assert_eq!(stuck.await.unwrap().0, 0);
     drop(stream);
+    lock.release().await;
 }
 
 #[tokio::test]
