@@ -355,9 +355,12 @@ fn render_metrics(app: &App) -> String {
             )
         })
         .collect();
-    app.metrics.render(&PoolReport {
+    let mut text = app.metrics.render(&PoolReport {
         schools,
         budget_in_use: u64::from(app.budget.in_use()),
         budget_limit: u64::from(app.budget.limit()),
-    })
+    });
+    let ready = matches!(app.readiness(), crate::app::Readiness::Ready);
+    crate::metrics::Metrics::render_readiness(&mut text, ready);
+    text
 }

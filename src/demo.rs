@@ -15,16 +15,35 @@ use crate::config::{Config, Secret};
 use crate::pg;
 use crate::provision::Provisioner;
 
-/// The demo schools: (display name, database).
+/// The demo schools: (display name, database name for the default catalog).
 pub const DEMO_SCHOOLS: [(&str, &str); 2] = [
     ("Pinewood Elementary (demo)", "demo_pinewood"),
     ("Oak Ridge Middle (demo)", "demo_oak_ridge"),
 ];
 
+/// The database of a demo school for a catalog database: `demo_pinewood` beside the
+/// default `catalog`, and `<catalog>_demo_pinewood` beside any other. So two demo setups
+/// on one PostgreSQL server (a second checkout, parallel tests with their own catalogs)
+/// never share or drop each other's demo schools, and whoever removes a catalog named
+/// `x` finds its demo databases under the prefix `x_`.
+pub fn demo_database(catalog: &str, school: &str) -> Result<String, Failure> {
+    let name = if catalog == "catalog" {
+        school.to_string()
+    } else {
+        format!("{catalog}_{school}")
+    };
+    pg::validate_database_name(&name).map_err(|err| {
+        Failure::usage(format!(
+            "demo database name for catalog {catalog:?}: {err} (use a shorter catalog database name)"
+        ))
+    })?;
+    Ok(name)
+}
+
 /// What `print_instructions` needs.
 pub struct DemoToken {
     pub token: String,
-    pub school: &'static str,
+    pub school: String,
     pub week_of: Date,
 }
 
@@ -56,7 +75,13 @@ pub async fn prepare(config: &mut Config) -> Result<DemoToken, Failure> {
     let catalog = open_catalog(config).await?;
     let provisioner = Provisioner::from_config(config);
     let week_of = this_monday();
-    for (name, database) in DEMO_SCHOOLS {
+    let catalog_database = config.catalog.database().to_string();
+    let mut schools = Vec::with_capacity(DEMO_SCHOOLS.len());
+    for (name, school) in DEMO_SCHOOLS {
+        schools.push((name, demo_database(&catalog_database, school)?));
+    }
+    for (name, database) in &schools {
+        let (name, database) = (*name, database.as_str());
         let runtime = |e: store::CatalogError| Failure::runtime(e.to_string());
         if store::find_school(&catalog, database)
             .await
@@ -83,13 +108,13 @@ pub async fn prepare(config: &mut Config) -> Result<DemoToken, Failure> {
         &config.auth.issuer,
         &config.auth.audience,
         &config.auth.tenant_claim,
-        DEMO_SCHOOLS[0].1,
+        &schools[0].1,
         Duration::from_secs(24 * 3600),
     )
     .map_err(|e| Failure::runtime(format!("signing the demo token: {e}")))?;
     Ok(DemoToken {
         token,
-        school: DEMO_SCHOOLS[0].1,
+        school: schools[0].1.clone(),
         week_of,
     })
 }
@@ -143,7 +168,7 @@ async fn seed(config: &Config, database: &str, name: &str, week_of: Date) -> Res
 
 pub fn print_instructions(demo: &DemoToken, address: SocketAddr) {
     let base = format!("http://{address}");
-    let slug = crate::catalog::naming::database_to_slug(demo.school);
+    let slug = crate::catalog::naming::database_to_slug(&demo.school);
     println!(
         "\ntenant-edge demo is up. A development token for {school} (valid 24 h):\n\n\
          export TOKEN='{token}'\n\n\

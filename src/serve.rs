@@ -151,6 +151,10 @@ impl Running {
 /// The `serve` command: start, wait for SIGTERM or SIGINT, stop gracefully.
 pub async fn run(mut config: Config, demo: bool) -> Result<(), Failure> {
     let _log_guard = crate::logging::init(&config.log);
+    // Before anything else: a SIGTERM that arrives while the demo schools are prepared or
+    // the listeners start must stop the process gracefully too, not kill it by the
+    // default action.
+    let stop_signals = StopSignals::install()?;
     for warning in &config.warnings {
         tracing::warn!("{}: {warning}", config.source.display());
     }
@@ -161,26 +165,43 @@ pub async fn run(mut config: Config, demo: bool) -> Result<(), Failure> {
     };
     let running = start(config).await.map_err(Failure::runtime)?;
     if let Some(token) = demo_token {
+        // The printed curl commands must work as soon as they are printed: wait for the
+        // first catalog snapshot (it holds the demo schools) before printing them.
+        if let Err(err) = running.refresh().await {
+            tracing::warn!(error = %err, "the demo catalog is not loaded yet; the commands below may answer 503 for a moment");
+        }
         crate::demo::print_instructions(&token, running.address);
     }
-    wait_for_stop_signal().await;
+    stop_signals.wait().await;
     tracing::info!("shutting down");
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT, registered once at startup. Registering replaces the default action
+/// (terminate) at once, so no signal is lost between startup and the wait.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals, Failure> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let register = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|err| Failure::runtime(format!("cannot handle {name}: {err}")))
+        };
+        Ok(StopSignals {
+            terminate: register(SignalKind::terminate(), "SIGTERM")?,
+            interrupt: register(SignalKind::interrupt(), "SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -48,6 +48,17 @@ pub struct Principal {
     pub expires_at: u64,
 }
 
+/// What the verified-token cache did for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheLookup {
+    /// The token was found, already verified.
+    Hit,
+    /// The token was looked up, not found, and verified in full.
+    Miss,
+    /// The cache was not consulted: it is off, or the header held no token.
+    NotAsked,
+}
+
 /// Why a request is not authenticated. The text is ours, short and safe to show; no
 /// jsonwebtoken, IO or key detail is ever in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -218,13 +229,41 @@ impl Authenticator {
         &self,
         authorization: Option<&[u8]>,
     ) -> Result<Arc<Principal>, AuthError> {
-        let token = bearer_token(authorization)?;
+        self.authenticate_counted(authorization).await.0
+    }
+
+    /// [`authenticate`](Self::authenticate), also saying whether the verified-token cache
+    /// answered, so the caller can count hits and misses in metrics that outlive this
+    /// `Authenticator` (a reload replaces it).
+    pub async fn authenticate_counted(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> (Result<Arc<Principal>, AuthError>, CacheLookup) {
+        let token = match bearer_token(authorization) {
+            Ok(token) => token,
+            Err(err) => return (Err(err), CacheLookup::NotAsked),
+        };
         let now = unix_now();
-        if let Some(cache) = &self.cache {
-            if let Some(principal) = cache.get(token, now) {
-                return Ok(principal);
-            }
+        let Some(cache) = &self.cache else {
+            return (
+                self.verify_and_remember(token, now).await,
+                CacheLookup::NotAsked,
+            );
+        };
+        if let Some(principal) = cache.get(token, now) {
+            return (Ok(principal), CacheLookup::Hit);
         }
+        (
+            self.verify_and_remember(token, now).await,
+            CacheLookup::Miss,
+        )
+    }
+
+    async fn verify_and_remember(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<Principal>, AuthError> {
         let principal = Arc::new(self.verify(token).await?);
         if let Some(cache) = &self.cache {
             cache.insert(token, principal.clone(), now);

@@ -7,17 +7,28 @@
 //! (beyond it a new connection is closed at once); accept errors such as EMFILE back off
 //! instead of spinning. Shutdown stops accepting, lets in-flight requests finish within
 //! the grace period, and closes idle connections.
+//!
+//! hyper's `header_read_timeout` only runs once hyper's HTTP/1 parser reads a head. Before
+//! that, hyper-util's `auto` builder waits, with no timeout, for enough bytes to tell
+//! HTTP/1 from the HTTP/2 preface: a connection that never sends a byte (or sends the
+//! preface one byte at a time) would be held forever. So [`read_preface`] reads those first
+//! bytes itself, under the same `header_read_timeout`, and hands them back to hyper through
+//! [`Prefixed`].
 
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +71,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
     let builder = Arc::new(connection_builder(&config.server));
     let connections = Arc::new(Semaphore::new(config.server.max_connections));
     let graceful = GracefulShutdown::new();
+    // Cancelled when the grace period ends, to close connections still open then (in the
+    // binary the runtime's end would drop them anyway; in-process it must be explicit).
+    let force_close = CancellationToken::new();
     let mut backoff = Duration::from_millis(5);
 
     loop {
@@ -92,14 +106,35 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let stop = stop.clone();
+        let force_close = force_close.clone();
+        let header_read_timeout = config.server.header_read_timeout;
         tokio::spawn(async move {
+            // The first bytes, under the header timeout; a shutdown meanwhile drops the
+            // connection, which has no request in flight yet.
+            let stream = tokio::select! {
+                _ = stop.cancelled() => None,
+                read = tokio::time::timeout(header_read_timeout, read_preface(stream)) => {
+                    read.ok().and_then(Result::ok)
+                }
+            };
+            let Some(stream) = stream else {
+                drop(permit);
+                return;
+            };
             let service = service_fn(move |request| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(service::handle(app, request).await) }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(connection).await {
-                tracing::debug!(error = %err, "connection ended with an error");
+            tokio::select! {
+                result = watcher.watch(connection) => {
+                    if let Err(err) = result {
+                        tracing::debug!(error = %err, "connection ended with an error");
+                    }
+                }
+                // The grace period is over: dropping the connection closes its socket.
+                _ = force_close.cancelled() => {}
             }
             drop(permit);
         });
@@ -118,5 +153,90 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
             grace_ms = grace.as_millis() as u64,
             "shutdown grace period over; closing the remaining connections"
         );
+        force_close.cancel();
+    }
+}
+
+/// The HTTP/2 connection preface; anything else is HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the protocol is decided: the whole HTTP/2 preface, or a first byte that
+/// cannot begin it. `Err` for a connection closed before sending anything decisive.
+async fn read_preface(mut stream: TcpStream) -> io::Result<Prefixed> {
+    let mut prefix = Vec::with_capacity(H2_PREFACE.len());
+    let mut chunk = [0u8; H2_PREFACE.len()];
+    loop {
+        let wanted = H2_PREFACE.len() - prefix.len();
+        let read = stream.read(&mut chunk[..wanted]).await?;
+        if read == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        prefix.extend_from_slice(&chunk[..read]);
+        if prefix.len() == H2_PREFACE.len() || !H2_PREFACE.starts_with(&prefix) {
+            return Ok(Prefixed {
+                prefix,
+                offset: 0,
+                stream,
+            });
+        }
+    }
+}
+
+/// A stream whose first bytes were already read: they are returned again before the rest.
+struct Prefixed {
+    prefix: Vec<u8>,
+    offset: usize,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.offset < this.prefix.len() {
+            let rest = &this.prefix[this.offset..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.offset += n;
+            if this.offset == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.offset = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

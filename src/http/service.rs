@@ -8,7 +8,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
@@ -16,10 +16,12 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use tokio_postgres::NoTls;
 
 use crate::api::handlers::{self, Reply};
 use crate::api::model;
 use crate::app::{App, Readiness};
+use crate::auth::CacheLookup;
 use crate::catalog::snapshot::Tenant;
 use crate::catalog::store::SchoolStatus;
 use crate::http::error::ApiError;
@@ -27,6 +29,9 @@ use crate::http::request_id;
 use crate::http::router::{self, Route};
 
 pub type Body = Full<Bytes>;
+
+/// How long a timed-out request waits for its query's cancellation to be delivered.
+const CANCEL_TIMEOUT: Duration = Duration::from_millis(500);
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
 
@@ -58,8 +63,12 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Body>
             Err(_) => Err(ApiError::Overloaded),
             Ok(_permit) => {
                 let timeout = app.config.load().server.request_timeout;
-                let work = serve_api(&app, route, &parts, body, &mut school);
-                match tokio::time::timeout(timeout, work).await {
+                let deadline = tokio::time::Instant::from_std(started) + timeout;
+                let work = serve_api(&app, route, &parts, body, deadline, &mut school);
+                // serve_api keeps the deadline itself once it holds a database connection
+                // (so it can cancel the query); this outer bound covers everything, with
+                // room for that cancellation.
+                match tokio::time::timeout_at(deadline + CANCEL_TIMEOUT * 2, work).await {
                     Ok(result) => result,
                     Err(_) => Err(ApiError::Timeout),
                 }
@@ -116,6 +125,7 @@ async fn serve_api(
     route: Route<'_>,
     parts: &Parts,
     body: Incoming,
+    deadline: tokio::time::Instant,
     school: &mut Option<Arc<Tenant>>,
 ) -> Result<Response<Body>, ApiError> {
     if app.draining.load(Ordering::Relaxed)
@@ -140,11 +150,17 @@ async fn serve_api(
         }
         _ => {
             let authorization = parts.headers.get(http::header::AUTHORIZATION);
-            let principal = app
+            let (principal, lookup) = app
                 .auth
                 .load()
-                .authenticate(authorization.map(HeaderValue::as_bytes))
-                .await?;
+                .authenticate_counted(authorization.map(HeaderValue::as_bytes))
+                .await;
+            match lookup {
+                CacheLookup::Hit => app.metrics.token_cache_hit(),
+                CacheLookup::Miss => app.metrics.token_cache_miss(),
+                CacheLookup::NotAsked => {}
+            }
+            let principal = principal?;
             let tenant = snapshot
                 .by_database(&principal.school_database)
                 .ok_or_else(|| {
@@ -187,23 +203,50 @@ async fn serve_api(
         _ => Input::None,
     };
 
-    let conn = tenant.pool.get().await.map_err(ApiError::Unavailable)?;
-    let reply = match (route, input) {
-        (Route::ListWeeks, _) => handlers::list_weeks(&conn).await,
-        (Route::GetWeek(id), _) => handlers::get_week(&conn, id).await,
-        (Route::PublicWeek { week_of, .. }, _) => handlers::public_week(&conn, week_of).await,
-        (Route::CreateWeek, Input::Week(week)) => handlers::create_week(&conn, week).await,
-        (Route::UpdateWeek(id), Input::Week(week)) => handlers::update_week(&conn, id, week).await,
-        (Route::DeleteWeek(id), _) => handlers::delete_week(&conn, id).await,
-        (Route::ListDays(week), _) => handlers::list_days(&conn, week).await,
-        (Route::CreateDay(week), Input::Day(day)) => handlers::create_day(&conn, week, day).await,
-        (Route::UpdateDay(week, id), Input::Day(day)) => {
-            handlers::update_day(&conn, week, id, day).await
+    let conn = match tokio::time::timeout_at(deadline, tenant.pool.get()).await {
+        Ok(conn) => conn.map_err(ApiError::Unavailable)?,
+        Err(_) => return Err(ApiError::Timeout),
+    };
+    let run = async {
+        match (route, input) {
+            (Route::ListWeeks, _) => handlers::list_weeks(&conn).await,
+            (Route::GetWeek(id), _) => handlers::get_week(&conn, id).await,
+            (Route::PublicWeek { week_of, .. }, _) => handlers::public_week(&conn, week_of).await,
+            (Route::CreateWeek, Input::Week(week)) => handlers::create_week(&conn, week).await,
+            (Route::UpdateWeek(id), Input::Week(week)) => {
+                handlers::update_week(&conn, id, week).await
+            }
+            (Route::DeleteWeek(id), _) => handlers::delete_week(&conn, id).await,
+            (Route::ListDays(week), _) => handlers::list_days(&conn, week).await,
+            (Route::CreateDay(week), Input::Day(day)) => {
+                handlers::create_day(&conn, week, day).await
+            }
+            (Route::UpdateDay(week, id), Input::Day(day)) => {
+                handlers::update_day(&conn, week, id, day).await
+            }
+            (Route::DeleteDay(week, id), _) => handlers::delete_day(&conn, week, id).await,
+            // Every other route was answered before a connection was taken.
+            _ => Err(ApiError::Route(router::RouteError::NotFound)),
         }
-        (Route::DeleteDay(week, id), _) => handlers::delete_day(&conn, week, id).await,
-        // Every other route was answered before a connection was taken.
-        _ => Err(ApiError::Route(router::RouteError::NotFound)),
-    }?;
+    };
+    let reply = match tokio::time::timeout_at(deadline, run).await {
+        Ok(reply) => reply?,
+        Err(_) => {
+            // The query is still running on the server (waiting on a lock, say). Cancel it
+            // while this request still holds the connection: returned to the pool as it
+            // is, it would keep a backend busy until statement_timeout and make the next
+            // request on it wait behind the abandoned query. Held until the cancel request
+            // is delivered, so the cancel cannot hit another request's query.
+            let cancel = conn.client.cancel_token();
+            let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, cancel.cancel_query(NoTls)).await;
+            if !matches!(cancelled, Ok(Ok(()))) {
+                // Then the pool must not hand this connection out again.
+                conn.mark_broken();
+                tracing::warn!(school = %tenant.database, "cancelling a timed-out query failed; dropping its connection");
+            }
+            return Err(ApiError::Timeout);
+        }
+    };
     drop(conn);
     Ok(match reply {
         Reply::Json(body) => with_etag(&parts.headers, body),

@@ -22,6 +22,20 @@ impl Metrics {
         out
     }
 
+    /// The `ready` gauge: 1 while `/readyz` answers 200, else 0. Rendered by the caller
+    /// (which knows the app's readiness) after [`render`](Self::render). The admin listener
+    /// outlives the main one during shutdown, so this is where draining shows once the main
+    /// listener has stopped accepting.
+    pub fn render_readiness(out: &mut String, ready: bool) {
+        header(
+            out,
+            "ready",
+            "gauge",
+            "1 while /readyz answers 200 (catalog loaded, keys fetched, not draining).",
+        );
+        let _ = writeln!(out, "ready {}", u8::from(ready));
+    }
+
     fn render_requests(&self, out: &mut String) {
         header(
             out,

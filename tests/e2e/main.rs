@@ -3,6 +3,7 @@
 
 mod api;
 mod control;
+mod edge;
 mod migrate;
 mod process;
 mod server;
