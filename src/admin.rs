@@ -36,6 +36,7 @@ use crate::app::App;
 use crate::catalog::naming;
 use crate::catalog::store::{self, SchoolStatus};
 use crate::control::ControlEvent;
+use crate::http::server::read_preface;
 use crate::metrics::{PoolGauges, PoolReport};
 use crate::pg;
 
@@ -64,6 +65,17 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
         let builder = builder.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            // As on the main listener: a connection that never sends a byte is closed at
+            // the header timeout (hyper's own timer starts only after protocol detection).
+            let stream = tokio::select! {
+                _ = stop.cancelled() => return,
+                read = tokio::time::timeout(Duration::from_secs(5), read_preface(stream)) => {
+                    match read {
+                        Ok(Ok(stream)) => stream,
+                        _ => return,
+                    }
+                }
+            };
             let service = service_fn(move |request| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(handle(&app, request).await) }

@@ -127,7 +127,8 @@ impl Running {
     }
 
     /// Graceful shutdown, in this order:
-    /// 1. /readyz turns 503, so the load balancer stops sending new requests;
+    /// 1. /readyz turns 503, so the load balancer stops sending new requests (the
+    ///    listener keeps accepting for `drain_delay`, so its health check can see that);
     /// 2. the listener stops accepting; in-flight requests finish (up to
     ///    `shutdown_grace`) and idle keep-alive connections close;
     /// 3. background tasks stop (control loop, listener of catalog changes, JWKS refresh,
@@ -135,6 +136,12 @@ impl Running {
     /// 4. the pools close with the last snapshot.
     pub async fn shutdown(self) {
         self.app.draining.store(true, Ordering::Relaxed);
+        // Keep accepting for a moment while /readyz says 503, so the load balancer stops
+        // sending before connections are refused.
+        let delay = self.app.config.load().server.drain_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.stop_accepting.cancel();
         let _ = self.listener.await;
         self.stop_background.cancel();

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// On SIGTERM, how long /readyz answers 503 while the listener still accepts, so a
+    /// load balancer's health check notices before connections are refused.
+    pub drain_delay: Duration,
     pub static_dir: Option<PathBuf>,
     /// Open client connections beyond this are closed at once.
     pub max_connections: usize,
@@ -324,6 +327,7 @@ fn validate(
         header_read_timeout: nonzero("server.header_read_timeout", s.header_read_timeout)?,
         request_timeout: nonzero("server.request_timeout", s.request_timeout)?,
         shutdown_grace: s.shutdown_grace.0,
+        drain_delay: s.drain_delay.0,
         static_dir: (!s.static_dir.is_empty()).then(|| PathBuf::from(&s.static_dir)),
         max_connections: positive("server.max_connections", s.max_connections)? as usize,
         max_in_flight: positive("server.max_in_flight", s.max_in_flight)? as usize,
@@ -574,7 +578,7 @@ impl Config {
         let algorithms: Vec<&str> = a.algorithms.iter().map(|x| algorithm_name(*x)).collect();
         format!(
             "# effective configuration from {source}\n\
-             [server]\nlisten = {listen:?}\nmax_body_bytes = {body}\nheader_read_timeout = {hrt:?}\nrequest_timeout = {rt:?}\nshutdown_grace = {sg:?}\nstatic_dir = {sd:?}\nmax_connections = {mc}\nmax_in_flight = {mif}\nmax_header_bytes = {mhb}\nmax_headers = {mh}\ncors_origins = {origins:?}\n\n\
+             [server]\nlisten = {listen:?}\nmax_body_bytes = {body}\nheader_read_timeout = {hrt:?}\nrequest_timeout = {rt:?}\nshutdown_grace = {sg:?}\ndrain_delay = {dd:?}\nstatic_dir = {sd:?}\nmax_connections = {mc}\nmax_in_flight = {mif}\nmax_header_bytes = {mhb}\nmax_headers = {mh}\ncors_origins = {origins:?}\n\n\
              [catalog]\nurl = {curl:?}\nrefresh_interval = {ri:?}\nnotifications = {notif}\n\n\
              [tenants]\nurl = {turl:?}\npool_max_size = {pms}\npool_min_idle = {pmi}\nacquire_timeout = {at:?}\nidle_timeout = {it:?}\nconnect_timeout = {ct:?}\nstatement_timeout = {st:?}\nmax_total_connections = {mtc}\nauto_provision = {ap}\nprovision_concurrency = {pc}\n\n\
              [auth]\nissuer = {iss:?}\naudience = {aud:?}\nalgorithms = {algorithms:?}\njwks_url = {ju:?}\njwks_file = {jf:?}\njwks_refresh_interval = {jri:?}\njwks_refetch_cooldown = {jrc:?}\nhs256_secret = {hs:?}\ntenant_claim = {tc:?}\nleeway = {lw:?}\ntoken_cache_capacity = {tcc}\n\n\
@@ -586,6 +590,7 @@ impl Config {
             hrt = d(s.header_read_timeout),
             rt = d(s.request_timeout),
             sg = d(s.shutdown_grace),
+            dd = d(s.drain_delay),
             sd = path(&s.static_dir),
             mc = s.max_connections,
             mif = s.max_in_flight,

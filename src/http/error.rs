@@ -49,8 +49,6 @@ pub enum ApiError {
     Timeout,
     #[error("server is at its in-flight request limit")]
     Overloaded,
-    #[error("server is shutting down")]
-    Draining,
 }
 
 impl ApiError {
@@ -67,9 +65,7 @@ impl ApiError {
             BodyRead => StatusCode::BAD_REQUEST,
             SchoolNotFound | WeekNotFound(_) | NoPublishedWeek(_) => StatusCode::NOT_FOUND,
             SchoolNotInCatalog(_) | SchoolSuspended(_) => StatusCode::FORBIDDEN,
-            SchoolProvisioning(_) | Unavailable(_) | Overloaded | Draining => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            SchoolProvisioning(_) | Unavailable(_) | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Database(err) if is_unavailable(err) => StatusCode::SERVICE_UNAVAILABLE,
             Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -100,7 +96,6 @@ impl ApiError {
             Database(_) => "internal_error",
             Timeout => "timeout",
             Overloaded => "overloaded",
-            Draining => "shutting_down",
         }
     }
 
@@ -134,7 +129,6 @@ impl ApiError {
             Database(_) => "Internal server error".into(),
             Timeout => "The request took too long".into(),
             Overloaded => "The server is busy; try again shortly".into(),
-            Draining => "The server is shutting down; try again".into(),
         }
     }
 

@@ -162,7 +162,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Reads until the protocol is decided: the whole HTTP/2 preface, or a first byte that
 /// cannot begin it. `Err` for a connection closed before sending anything decisive.
-async fn read_preface(mut stream: TcpStream) -> io::Result<Prefixed> {
+pub(crate) async fn read_preface(mut stream: TcpStream) -> io::Result<Prefixed> {
     let mut prefix = Vec::with_capacity(H2_PREFACE.len());
     let mut chunk = [0u8; H2_PREFACE.len()];
     loop {
@@ -183,7 +183,7 @@ async fn read_preface(mut stream: TcpStream) -> io::Result<Prefixed> {
 }
 
 /// A stream whose first bytes were already read: they are returned again before the rest.
-struct Prefixed {
+pub(crate) struct Prefixed {
     prefix: Vec<u8>,
     offset: usize,
     stream: TcpStream,

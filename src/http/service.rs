@@ -6,7 +6,6 @@
 //! a response in one place ([`ApiError::to_response`]).
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,13 +127,6 @@ async fn serve_api(
     deadline: tokio::time::Instant,
     school: &mut Option<Arc<Tenant>>,
 ) -> Result<Response<Body>, ApiError> {
-    if app.draining.load(Ordering::Relaxed)
-        && parts.method != Method::GET
-        && parts.method != Method::HEAD
-    {
-        // Writes that arrive after shutdown began could be cut off by the grace period.
-        return Err(ApiError::Draining);
-    }
     let snapshot = app.snapshot.load();
     let tenant = match route {
         Route::PublicWeek { slug, .. } => {

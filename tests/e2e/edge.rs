@@ -809,6 +809,21 @@ async fn readyz_says_why_until_the_catalog_is_loaded_and_while_draining() {
     shutdown.await.unwrap();
 }
 
+#[tokio::test]
+async fn with_a_drain_delay_the_load_balancer_sees_readyz_503_before_connections_are_refused() {
+    let (mut server, _school, _token) = school_server("[server]\ndrain_delay = \"3s\"\n").await;
+    let base = server.base.clone();
+    let running = server.running.take().unwrap();
+    let shutdown = tokio::spawn(running.shutdown());
+    wait_for("/readyz 503 over HTTP", Duration::from_secs(2), || async {
+        (get(&base, "/readyz", None).await.0 == 503).then_some(())
+    })
+    .await;
+    // Still serving other requests meanwhile.
+    assert_eq!(get(&base, "/healthz", None).await.0, 200);
+    shutdown.await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. Metrics
 
