@@ -334,6 +334,7 @@ async fn forty_schools_share_a_budget_of_ten_connections() {
         statuses.len()
     );
     let peak = peak.load(Ordering::Relaxed);
+    eprintln!("peak connections to school databases: {peak} (budget 10, 40 schools)");
     assert!(peak <= 10, "peak of {peak} connections to school databases");
     assert!(server.running().app.budget.in_use() <= 10);
     server.stop().await;
