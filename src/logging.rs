@@ -25,7 +25,7 @@ pub fn init(config: &LogConfig) -> Option<WorkerGuard> {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(64 * 1024)
+        .buffered_lines_limit(8 * 1024)
         .lossy(true)
         .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
