@@ -27,7 +27,9 @@ pub fn init(config: &LogConfig) -> Option<WorkerGuard> {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(8 * 1024)
         .lossy(true)
-        .finish(std::io::stderr());
+        // The writer thread drains every queued line before it flushes: under load, many
+        // lines leave in one write(2) instead of one each.
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
