@@ -1,0 +1,1 @@
+select w.lunch_week_id, w.week_of, w.is_published, d.lunch_day_id, d.day, d.menu_details from (select lunch_week_id, week_of, is_published from lunch_week where week_of = '2020-01-06' and is_published order by lunch_week_id limit 1) w left join lunch_day d on d.lunch_week_id = w.lunch_week_id order by d.day, d.lunch_day_id;

@@ -1,0 +1,1 @@
+select w.lunch_week_id, w.week_of, w.is_published, d.lunch_day_id, d.day, d.menu_details from lunch_week w left join lunch_day d on d.lunch_week_id = w.lunch_week_id where w.lunch_week_id = 1 order by d.day, d.lunch_day_id;
