@@ -114,25 +114,29 @@ impl From<config::ConfigError> for Failure {
     }
 }
 
-/// Entry point of the binary: parse, run, map to an exit code.
+/// Entry point of the binary: parse, load the configuration, run, map to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("tenant-edge: cannot start the runtime: {err}");
-            return ExitCode::from(1);
-        }
+    let exit = |failure: Failure| {
+        eprintln!("tenant-edge: {}", failure.message);
+        ExitCode::from(failure.code)
     };
-    match runtime.block_on(run(cli)) {
+    // The configuration comes first: it sizes the runtime.
+    let config = match load_config(cli.config) {
+        Ok(config) => config,
+        Err(failure) => return exit(failure),
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server.worker_threads > 0 {
+        builder.worker_threads(config.server.worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return exit(Failure::runtime(format!("cannot start the runtime: {err}"))),
+    };
+    match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("tenant-edge: {}", failure.message);
-            ExitCode::from(failure.code)
-        }
+        Err(failure) => exit(failure),
     }
 }
 
@@ -147,9 +151,9 @@ pub fn load_config(flag: Option<PathBuf>) -> Result<Config, Failure> {
     Ok(config)
 }
 
-pub async fn run(cli: Cli) -> Result<(), Failure> {
-    let config = load_config(cli.config)?;
-    match cli.command.unwrap_or(Command::Serve { demo: false }) {
+/// Runs one command with its configuration.
+pub async fn run(command: Option<Command>, config: Config) -> Result<(), Failure> {
+    match command.unwrap_or(Command::Serve { demo: false }) {
         Command::Serve { demo } => crate::serve::run(config, demo).await,
         Command::Migrate => migrate_cmd::run(&config).await,
         Command::Tenants(command) => tenants_cmd::run(&config, command).await,

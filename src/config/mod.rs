@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Requests being handled at once beyond this get a fast 503.
     pub max_in_flight: usize,
+    /// Runtime worker threads; 0: one per CPU core.
+    pub worker_threads: usize,
     pub max_header_bytes: usize,
     pub max_headers: usize,
     /// `None` means any origin (`*`).
@@ -331,6 +333,15 @@ fn validate(
         static_dir: (!s.static_dir.is_empty()).then(|| PathBuf::from(&s.static_dir)),
         max_connections: positive("server.max_connections", s.max_connections)? as usize,
         max_in_flight: positive("server.max_in_flight", s.max_in_flight)? as usize,
+        worker_threads: match s.worker_threads {
+            n if n > 1024 => {
+                return Err(bad(
+                    "server.worker_threads",
+                    format!("{n} is too many (at most 1024; 0 means one per core)"),
+                ))
+            }
+            n => n as usize,
+        },
         max_header_bytes: positive("server.max_header_bytes", s.max_header_bytes)? as usize,
         max_headers: positive("server.max_headers", s.max_headers)? as usize,
         cors_origins,
@@ -578,7 +589,7 @@ impl Config {
         let algorithms: Vec<&str> = a.algorithms.iter().map(|x| algorithm_name(*x)).collect();
         format!(
             "# effective configuration from {source}\n\
-             [server]\nlisten = {listen:?}\nmax_body_bytes = {body}\nheader_read_timeout = {hrt:?}\nrequest_timeout = {rt:?}\nshutdown_grace = {sg:?}\ndrain_delay = {dd:?}\nstatic_dir = {sd:?}\nmax_connections = {mc}\nmax_in_flight = {mif}\nmax_header_bytes = {mhb}\nmax_headers = {mh}\ncors_origins = {origins:?}\n\n\
+             [server]\nlisten = {listen:?}\nmax_body_bytes = {body}\nheader_read_timeout = {hrt:?}\nrequest_timeout = {rt:?}\nshutdown_grace = {sg:?}\ndrain_delay = {dd:?}\nstatic_dir = {sd:?}\nmax_connections = {mc}\nmax_in_flight = {mif}\nworker_threads = {wt}\nmax_header_bytes = {mhb}\nmax_headers = {mh}\ncors_origins = {origins:?}\n\n\
              [catalog]\nurl = {curl:?}\nrefresh_interval = {ri:?}\nnotifications = {notif}\n\n\
              [tenants]\nurl = {turl:?}\npool_max_size = {pms}\npool_min_idle = {pmi}\nacquire_timeout = {at:?}\nidle_timeout = {it:?}\nconnect_timeout = {ct:?}\nstatement_timeout = {st:?}\nmax_total_connections = {mtc}\nauto_provision = {ap}\nprovision_concurrency = {pc}\n\n\
              [auth]\nissuer = {iss:?}\naudience = {aud:?}\nalgorithms = {algorithms:?}\njwks_url = {ju:?}\njwks_file = {jf:?}\njwks_refresh_interval = {jri:?}\njwks_refetch_cooldown = {jrc:?}\nhs256_secret = {hs:?}\ntenant_claim = {tc:?}\nleeway = {lw:?}\ntoken_cache_capacity = {tcc}\n\n\
@@ -594,6 +605,7 @@ impl Config {
             sd = path(&s.static_dir),
             mc = s.max_connections,
             mif = s.max_in_flight,
+            wt = s.worker_threads,
             mhb = s.max_header_bytes,
             mh = s.max_headers,
             curl = pg::describe(&self.catalog.target),

@@ -346,6 +346,9 @@ impl ControlLoop {
                 "a changed listen address needs a restart; keeping the current listeners"
             );
         }
+        if next.server.worker_threads != current.server.worker_threads {
+            tracing::warn!("a changed server.worker_threads needs a restart");
+        }
         match Authenticator::new(&next.auth) {
             Ok(auth) => {
                 let auth = Arc::new(auth);
