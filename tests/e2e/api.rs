@@ -351,22 +351,9 @@ async fn authentication_rejections() {
     server.running().refresh().await.unwrap();
 
     let valid = token_for(&school);
-    assert_eq!(
-        server
-            .call(&valid, Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(server.weeks_status(&valid).await, 200);
     let hs = hs256(&claims(&school));
-    assert_eq!(
-        server
-            .call(&hs, Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        200,
-        "HS256 for development"
-    );
+    assert_eq!(server.weeks_status(&hs).await, 200, "HS256 for development");
 
     let with = |f: &dyn Fn(&mut Value)| {
         let mut c = claims(&school);
@@ -786,13 +773,7 @@ async fn an_unreachable_school_database_is_a_fast_503_for_that_school_only() {
         !body["message"].as_str().unwrap().contains("allow"),
         "no driver text: {body}"
     );
-    assert_eq!(
-        server
-            .call(&tu, Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(server.weeks_status(&tu).await, 200);
     server.stop().await;
 }
 
@@ -851,39 +832,21 @@ async fn rs256_through_a_jwks_url_with_key_rotation() {
     let server = TestServer::start(&extra).await; // ready only once the key set is fetched
     let school = server.scratch.db("jwks");
     server.add_schools(&[&school]).await;
-    assert_eq!(
-        server
-            .call(&token_for(&school), Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(server.weeks_status(&token_for(&school)).await, 200);
     let rotated = rs256("key-b", "rsa_b.pem", &claims(&school));
     assert_eq!(
-        server
-            .call(&rotated, Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
+        server.weeks_status(&rotated).await,
         401,
         "key-b not published yet"
     );
     // The identity provider publishes the next key beside the current one.
     *jwks.body.lock().unwrap() = std::fs::read_to_string(fixture("jwks_ab.json")).unwrap();
     assert_eq!(
-        server
-            .call(&rotated, Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
+        server.weeks_status(&rotated).await,
         200,
         "unknown kid refetches the set"
     );
-    assert_eq!(
-        server
-            .call(&token_for(&school), Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(server.weeks_status(&token_for(&school)).await, 200);
     server.stop().await;
 }
 

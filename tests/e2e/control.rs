@@ -35,13 +35,7 @@ async fn catalog_changes_apply_live_through_notifications() {
     let server = TestServer::start("[catalog]\nrefresh_interval = \"1h\"\n").await;
     let school = server.scratch.db("live");
     let token = token_for(&school);
-    assert_eq!(
-        server
-            .call(&token, Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        403
-    );
+    assert_eq!(server.weeks_status(&token).await, 403);
 
     // `tenants add` provisions at once; the server learns of it by notification.
     let config = server.scratch.dir.join("proxy.toml");
@@ -54,14 +48,7 @@ async fn catalog_changes_apply_live_through_notifications() {
     wait_for(
         "the new school to be served",
         Duration::from_secs(2),
-        || async {
-            (server
-                .call(&token, Method::GET, "/api/lunch-week", None)
-                .await
-                .0
-                == 200)
-                .then_some(())
-        },
+        || async { (server.weeks_status(&token).await == 200).then_some(()) },
     )
     .await;
     eprintln!(
@@ -91,15 +78,9 @@ async fn catalog_changes_apply_live_through_notifications() {
         )
         .await
         .unwrap();
-    wait_for("the suspension", Duration::from_secs(2), || async {
-        (server
-            .call(&token, Method::GET, "/api/lunch-week", None)
-            .await
-            .0
-            == 403)
-            .then_some(())
-    })
-    .await;
+    server
+        .wait_weeks_status(&token, 403, "the suspension", Duration::from_secs(2))
+        .await;
     let (status, _, _) = server
         .request(
             Method::GET,
@@ -117,30 +98,18 @@ async fn catalog_changes_apply_live_through_notifications() {
         )
         .await
         .unwrap();
-    wait_for("the resumption", Duration::from_secs(2), || async {
-        (server
-            .call(&token, Method::GET, "/api/lunch-week", None)
-            .await
-            .0
-            == 200)
-            .then_some(())
-    })
-    .await;
+    server
+        .wait_weeks_status(&token, 200, "the resumption", Duration::from_secs(2))
+        .await;
     assert!(!backend_pids(&school).await.is_empty());
 
     catalog
         .execute("delete from schools where school_database = $1", &[&school])
         .await
         .unwrap();
-    wait_for("the removal", Duration::from_secs(2), || async {
-        (server
-            .call(&token, Method::GET, "/api/lunch-week", None)
-            .await
-            .0
-            == 403)
-            .then_some(())
-    })
-    .await;
+    server
+        .wait_weeks_status(&token, 403, "the removal", Duration::from_secs(2))
+        .await;
     // Its pool is drained: the idle connections close.
     wait_for(
         "the removed school's connections to close",
@@ -261,13 +230,7 @@ async fn pools_of_unchanged_schools_survive_a_refresh() {
         server.running().refresh().await.unwrap();
     }
     assert!(server.running().app.snapshot.load().generation > generation);
-    assert_eq!(
-        server
-            .call(&token, Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(server.weeks_status(&token).await, 200);
     assert_eq!(
         backend_pids(&kept).await,
         before,
@@ -314,12 +277,7 @@ async fn forty_schools_share_a_budget_of_ten_connections() {
     let statuses: Vec<u16> = futures_util::stream::iter((0..240).map(|i| {
         let token = tokens[i % tokens.len()].clone();
         let server = &server;
-        async move {
-            server
-                .call(&token, Method::GET, "/api/lunch-week", None)
-                .await
-                .0
-        }
+        async move { server.weeks_status(&token).await }
     }))
     .buffered(6)
     .collect()
@@ -367,13 +325,7 @@ async fn a_catalog_outage_keeps_serving_from_the_snapshot() {
     .await;
     // ...yet requests are served from the snapshot and the server stays ready.
     for _ in 0..5 {
-        assert_eq!(
-            server
-                .call(&token, Method::GET, "/api/lunch-week", None)
-                .await
-                .0,
-            200
-        );
+        assert_eq!(server.weeks_status(&token).await, 200);
     }
     assert_eq!(
         server.request(Method::GET, "/readyz", &[], None).await.0,
@@ -395,14 +347,7 @@ async fn a_catalog_outage_keeps_serving_from_the_snapshot() {
     wait_for(
         "the catalog to come back with the new school",
         Duration::from_secs(30),
-        || async {
-            (server
-                .call(&token2, Method::GET, "/api/lunch-week", None)
-                .await
-                .0
-                == 200)
-                .then_some(())
-        },
+        || async { (server.weeks_status(&token2).await == 200).then_some(()) },
     )
     .await;
     server.stop().await;
@@ -482,13 +427,7 @@ async fn a_failing_school_is_reported_by_name_and_others_are_served() {
         .insert_schools(&[("Good", &good), ("Broken", &broken)])
         .await;
     server.wait_active(&[&good]).await;
-    assert_eq!(
-        server
-            .call(&token_for(&good), Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(server.weeks_status(&token_for(&good)).await, 200);
 
     let catalog = connect(&server.scratch.catalog()).await;
     let error: String = wait_for(
@@ -554,13 +493,7 @@ async fn a_failing_school_is_reported_by_name_and_others_are_served() {
             .any(|l| l.contains(&broken) && l.contains("already exists")),
         "{list}"
     );
-    assert_eq!(
-        server
-            .call(&token_for(&good), Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(server.weeks_status(&token_for(&good)).await, 200);
     server.stop().await;
 }
 
@@ -600,14 +533,7 @@ async fn the_admin_api_adds_suspends_resumes_and_removes_schools() {
     wait_for(
         "the signed-up school to be served",
         Duration::from_secs(10),
-        || async {
-            (server
-                .call(&token, Method::GET, "/api/lunch-week", None)
-                .await
-                .0
-                == 200)
-                .then_some(())
-        },
+        || async { (server.weeks_status(&token).await == 200).then_some(()) },
     )
     .await;
     for (action, expected) in [("suspend", 403), ("resume", 200)] {
@@ -622,14 +548,7 @@ async fn the_admin_api_adds_suspends_resumes_and_removes_schools() {
             )
             .await;
         assert_eq!(status, 200);
-        assert_eq!(
-            server
-                .call(&token, Method::GET, "/api/lunch-week", None)
-                .await
-                .0,
-            expected,
-            "{action}"
-        );
+        assert_eq!(server.weeks_status(&token).await, expected, "{action}");
     }
     let (status, _, _) = server
         .request_to(
@@ -641,13 +560,7 @@ async fn the_admin_api_adds_suspends_resumes_and_removes_schools() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(
-        server
-            .call(&token, Method::GET, "/api/lunch-week", None)
-            .await
-            .0,
-        403
-    );
+    assert_eq!(server.weeks_status(&token).await, 403);
     let existing: HashSet<String> = server.scratch.databases().await.into_iter().collect();
     assert!(existing.contains(&school), "the database is kept");
     server.stop().await;

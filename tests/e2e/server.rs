@@ -209,6 +209,27 @@ impl TestServer {
         (status, parse(&bytes))
     }
 
+    /// Status of `GET /api/lunch-week` with `token`.
+    pub async fn weeks_status(&self, token: &str) -> u16 {
+        self.call(token, Method::GET, "/api/lunch-week", None)
+            .await
+            .0
+    }
+
+    /// Waits until `GET /api/lunch-week` with `token` answers `status`.
+    pub async fn wait_weeks_status(
+        &self,
+        token: &str,
+        status: u16,
+        what: &str,
+        deadline: Duration,
+    ) {
+        wait_for(what, deadline, || async {
+            (self.weeks_status(token).await == status).then_some(())
+        })
+        .await;
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
