@@ -40,7 +40,7 @@ pub struct App {
     pub catalog_loaded: AtomicBool,
     /// True from the moment shutdown begins: /readyz turns 503.
     pub draining: AtomicBool,
-    /// Asks the control loop to act (refresh now, reload).
+    /// Asks the control loop to act (refresh now).
     pub control: mpsc::UnboundedSender<ControlEvent>,
 }
 

@@ -32,8 +32,6 @@ use crate::provision::Provisioner;
 pub enum ControlEvent {
     /// Re-read the catalog now; the reply says how it went (admin API, tests).
     Refresh(Option<oneshot::Sender<Result<RefreshReport, String>>>),
-    /// SIGHUP: re-read proxy.toml, then the catalog.
-    Reload,
     /// A background provisioning finished.
     Provisioned {
         database: String,
@@ -125,10 +123,6 @@ impl ControlLoop {
                         if let Some(reply) = reply {
                             let _ = reply.send(result);
                         }
-                    }
-                    ControlEvent::Reload => {
-                        self.reload_config();
-                        let _ = self.refresh().await;
                     }
                     ControlEvent::Provisioned { database, result } => {
                         self.provisioned(database, result).await;
