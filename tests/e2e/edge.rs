@@ -224,10 +224,26 @@ struct Process {
 
 impl Process {
     fn spawn(scratch: &Scratch, config: &Path, args: &[&str]) -> Process {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command.arg("--config").arg(config).args(args);
+        Self::start(scratch, command)
+    }
+
+    /// `serve` with at most `fd_limit` open file descriptors (`ulimit -n`).
+    fn spawn_with_fd_limit(scratch: &Scratch, config: &Path, fd_limit: u32) -> Process {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {fd_limit} && exec \"$0\" \"$@\""))
+            .arg(BIN)
             .arg("--config")
             .arg(config)
-            .args(args)
+            .arg("serve");
+        Self::start(scratch, command)
+    }
+
+    fn start(scratch: &Scratch, mut command: Command) -> Process {
+        let mut child = command
             .current_dir(&scratch.dir)
             .env_remove("TENANT_EDGE_CONFIG")
             .env_remove("RUST_LOG")
@@ -1302,4 +1318,95 @@ async fn the_token_command_prints_a_token_the_server_accepts() {
         .await;
     assert_eq!(status, 401);
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection limits beyond the request
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_at_once_and_the_cap_frees_up() {
+    let server =
+        TestServer::start("[server]\nmax_connections = 3\nheader_read_timeout = \"30s\"\n").await;
+    let address = host_port(&server.base).to_string();
+    // Connections that started a request and stay open.
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        streams.push(stream);
+    }
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for mut stream in streams {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte)).await {
+            // Closed by the server without an answer: over the cap.
+            Ok(Ok(0)) | Ok(Err(_)) => refused += 1,
+            Ok(Ok(_)) => panic!("a half-sent request got an answer"),
+            Err(_) => held.push(stream),
+        }
+    }
+    assert!(refused >= 1, "the connection over the cap was closed");
+    assert!(
+        held.len() <= 3,
+        "{} connections held with a cap of 3",
+        held.len()
+    );
+    // Freed slots serve again.
+    drop(held);
+    wait_for(
+        "a served connection after the cap frees up",
+        Duration::from_secs(5),
+        || async {
+            let mut stream = TcpStream::connect(&address).await.ok()?;
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let head = read_head(&mut stream, Duration::from_secs(2)).await;
+            head.starts_with("HTTP/1.1 200").then_some(())
+        },
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    let scratch = Scratch::new();
+    let config = binary_config(&scratch, "header_read_timeout = \"30s\"");
+    let mut process = Process::spawn_with_fd_limit(&scratch, &config, 64);
+    let base = process.listening_address().await;
+    wait_for("readiness", Duration::from_secs(20), || async {
+        (get(&base, "/readyz", None).await.0 == 200).then_some(())
+    })
+    .await;
+    // More connections than descriptors: the kernel completes them into the backlog,
+    // the server's accept fails with EMFILE.
+    let address = host_port(&base).to_string();
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        if let Ok(mut stream) = TcpStream::connect(&address).await {
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+            held.push(stream);
+        }
+    }
+    let warning = next_line_matching(&mut process.stderr, Duration::from_secs(10), |l| {
+        l.contains("accept failed")
+    })
+    .await;
+    assert!(warning.contains("backoff_ms"), "{warning}");
+    assert!(process.child.try_wait().unwrap().is_none(), "still running");
+    drop(held);
+    wait_for(
+        "service after the descriptors are back",
+        Duration::from_secs(15),
+        || async { (get(&base, "/healthz", None).await.0 == 200).then_some(()) },
+    )
+    .await;
+    process.signal("TERM");
+    assert_eq!(process.exit_code(Duration::from_secs(10)).await, 0);
 }
