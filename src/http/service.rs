@@ -223,17 +223,15 @@ async fn serve_api(
     let reply = match tokio::time::timeout_at(deadline, run).await {
         Ok(reply) => reply?,
         Err(_) => {
-            // The query is still running on the server (waiting on a lock, say). Cancel it
-            // while this request still holds the connection: returned to the pool as it
-            // is, it would keep a backend busy until statement_timeout and make the next
-            // request on it wait behind the abandoned query. Held until the cancel request
-            // is delivered, so the cancel cannot hit another request's query.
+            // The query is still running on the server (waiting on a lock, say). Cancel it,
+            // so the backend stops now rather than at statement_timeout, and retire the
+            // connection: the cancel signal reaches the backend asynchronously and must
+            // never land on the next request's query on a reused connection.
             let cancel = conn.client.cancel_token();
             let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, cancel.cancel_query(NoTls)).await;
+            conn.mark_broken();
             if !matches!(cancelled, Ok(Ok(()))) {
-                // Then the pool must not hand this connection out again.
-                conn.mark_broken();
-                tracing::warn!(school = %tenant.database, "cancelling a timed-out query failed; dropping its connection");
+                tracing::warn!(school = %tenant.database, "cancelling a timed-out query failed");
             }
             return Err(ApiError::Timeout);
         }
