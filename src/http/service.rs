@@ -14,7 +14,6 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use tokio_postgres::NoTls;
 
 use crate::api::handlers::{self, Reply};
 use crate::api::model;
@@ -227,10 +226,9 @@ async fn serve_api(
             // so the backend stops now rather than at statement_timeout, and retire the
             // connection: the cancel signal reaches the backend asynchronously and must
             // never land on the next request's query on a reused connection.
-            let cancel = conn.client.cancel_token();
-            let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, cancel.cancel_query(NoTls)).await;
+            let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, conn.cancel_query()).await;
             conn.mark_broken();
-            if !matches!(cancelled, Ok(Ok(()))) {
+            if !matches!(cancelled, Ok(true)) {
                 tracing::warn!(school = %tenant.database, "cancelling a timed-out query failed");
             }
             return Err(ApiError::Timeout);

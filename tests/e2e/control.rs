@@ -151,7 +151,7 @@ async fn without_notifications_sighup_reloads_the_catalog() {
         },
     )
     .await;
-    assert_eq!(process.terminate(Duration::from_secs(10)).await, Some(0));
+    assert_eq!(process.terminate(Duration::from_secs(10)).await, 0);
 }
 
 #[tokio::test]
@@ -202,8 +202,8 @@ async fn two_replicas_provision_twenty_new_schools_once() {
         .map(|r| r.get(0))
         .collect();
     assert!(statuses.iter().all(|s| s == "active"), "{statuses:?}");
-    assert_eq!(first.terminate(Duration::from_secs(10)).await, Some(0));
-    assert_eq!(second.terminate(Duration::from_secs(10)).await, Some(0));
+    assert_eq!(first.terminate(Duration::from_secs(10)).await, 0);
+    assert_eq!(second.terminate(Duration::from_secs(10)).await, 0);
 }
 
 #[tokio::test]
@@ -403,7 +403,7 @@ async fn sighup_with_a_broken_file_keeps_running_and_a_new_audience_applies_at_o
         lunch_weeks_status(&client, &process.base, &fresh).await,
         200
     );
-    assert_eq!(process.terminate(Duration::from_secs(10)).await, Some(0));
+    assert_eq!(process.terminate(Duration::from_secs(10)).await, 0);
 }
 
 #[tokio::test]

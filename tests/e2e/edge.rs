@@ -7,19 +7,16 @@
 //! Nothing here sleeps to guess: every wait is on observable state with a deadline.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use http::Method;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 
+use crate::process::{next_line_matching, Process};
 use crate::server::*;
 use crate::support::*;
 
@@ -216,120 +213,6 @@ fn value(metrics: &HashMap<String, f64>, series: &str) -> f64 {
 // --- the real binary -------------------------------------------------------------------
 
 /// The real binary, its output lines collected as they come.
-struct Process {
-    child: Child,
-    stdout: mpsc::UnboundedReceiver<String>,
-    stderr: mpsc::UnboundedReceiver<String>,
-}
-
-impl Process {
-    fn spawn(scratch: &Scratch, config: &Path, args: &[&str]) -> Process {
-        let mut command = Command::new(BIN);
-        command.arg("--config").arg(config).args(args);
-        Self::start(scratch, command)
-    }
-
-    /// `serve` with at most `fd_limit` open file descriptors (`ulimit -n`).
-    fn spawn_with_fd_limit(scratch: &Scratch, config: &Path, fd_limit: u32) -> Process {
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(format!("ulimit -n {fd_limit} && exec \"$0\" \"$@\""))
-            .arg(BIN)
-            .arg("--config")
-            .arg(config)
-            .arg("serve");
-        Self::start(scratch, command)
-    }
-
-    fn start(scratch: &Scratch, mut command: Command) -> Process {
-        let mut child = command
-            .current_dir(&scratch.dir)
-            .env_remove("TENANT_EDGE_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn tenant-edge");
-        let stdout = lines(child.stdout.take().unwrap());
-        let stderr = lines(child.stderr.take().unwrap());
-        Process {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().expect("still running");
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(pid.to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} {pid}");
-    }
-
-    /// The main listener's address, from the JSON "tenant-edge listening" log line.
-    async fn listening_address(&mut self) -> String {
-        let deadline = Duration::from_secs(20);
-        let line = next_line_matching(&mut self.stderr, deadline, |l| {
-            l.contains("tenant-edge listening")
-        })
-        .await;
-        let json: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
-        format!("http://{}", json["address"].as_str().unwrap())
-    }
-
-    /// Waits for the exit within `deadline`; the exit code.
-    async fn exit_code(&mut self, deadline: Duration) -> i32 {
-        let status = tokio::time::timeout(deadline, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("tenant-edge did not exit within {deadline:?}"))
-            .unwrap();
-        status.code().expect("exited, not killed by a signal")
-    }
-}
-
-fn lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
-    reader: R,
-) -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-async fn next_line_matching(
-    rx: &mut mpsc::UnboundedReceiver<String>,
-    deadline: Duration,
-    mut matches: impl FnMut(&str) -> bool,
-) -> String {
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(deadline, async {
-        while let Some(line) = rx.recv().await {
-            if matches(&line) {
-                return Some(line);
-            }
-            seen.push(line);
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(line)) => line,
-        _ => panic!("no matching output line; saw:\n{}", seen.join("\n")),
-    }
-}
-
 /// A configuration file for the real binary: HS256 dev tokens, JSON logs at info (the
 /// "listening" line carries the address), a fast catalog refresh.
 fn binary_config(scratch: &Scratch, server: &str) -> std::path::PathBuf {

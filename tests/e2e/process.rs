@@ -1,111 +1,186 @@
-//! The real binary as a server process: started with a config file, signalled, killed on
-//! drop.
+//! The real binary as a process: started with a config file, its output read line by
+//! line, signalled, killed on drop.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use http::Method;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 
 use crate::server::config_text;
 use crate::support::*;
 
-/// A free port on 127.0.0.1 (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// The tenant-edge binary running `serve`, with the test configuration of
+/// `server::config_text` (RS256 through the fixture JWKS and HS256).
 pub struct ServerProcess {
-    pub child: Child,
+    pub process: Process,
     pub base: String,
-    pub admin: String,
     pub config: PathBuf,
 }
 
 impl ServerProcess {
-    /// Writes the test configuration (see `server::config_text`) with fixed ports into
-    /// `file` under the scratch directory, starts `tenant-edge serve`, waits for /readyz.
+    /// Writes the configuration (`extra` as in `config_text`) into `file` under the
+    /// scratch directory, starts `tenant-edge serve` on port 0 and waits for /readyz.
     pub async fn start(scratch: &Scratch, file: &str, extra: &str) -> Self {
-        let (port, admin_port) = (free_port(), free_port());
         let text = config_text(scratch, extra)
-            .replacen(
-                "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"127.0.0.1:{port}\""),
-                1,
+            // The "listening" line, at info in JSON, says which port it got.
+            .replace(
+                "[log]\nlevel = \"warn\"\n",
+                "[log]\nlevel = \"info\"\nformat = \"json\"\n",
             )
-            .replacen(
-                "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"127.0.0.1:{admin_port}\""),
-                1,
-            );
+            // The admin listener is not needed here.
+            .replace("[admin]\nlisten = \"127.0.0.1:0\"\n", "[admin]\n");
         let config = scratch.dir.join(file);
         std::fs::write(&config, text).unwrap();
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let process = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            admin: format!("http://127.0.0.1:{admin_port}"),
+        let mut process = Process::spawn(scratch, &config, &["serve"]);
+        let base = process.listening_address().await;
+        let server = Self {
+            process,
+            base,
             config,
         };
-        process.wait_ready().await;
-        process
-    }
-
-    pub async fn wait_ready(&self) {
         let client = http_client();
         wait_for(
             "the server process to be ready",
             Duration::from_secs(30),
             || async {
-                let (status, _, _) = get(&client, &format!("{}/readyz", self.base), &[]).await?;
+                let (status, _, _) =
+                    fetch(&client, &format!("{}/readyz", server.base), &[]).await?;
                 (status == 200).then_some(())
             },
         )
         .await;
+        server
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.process.signal(name);
     }
 
     /// SIGTERM, then the exit code (within `deadline`).
-    pub async fn terminate(mut self, deadline: Duration) -> Option<i32> {
-        self.signal("TERM");
-        let started = std::time::Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            if started.elapsed() > deadline {
-                panic!("server did not exit within {deadline:?} of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    pub async fn terminate(mut self, deadline: Duration) -> i32 {
+        self.process.signal("TERM");
+        self.process.exit_code(deadline).await
     }
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+pub struct Process {
+    pub child: Child,
+    pub stdout: mpsc::UnboundedReceiver<String>,
+    pub stderr: mpsc::UnboundedReceiver<String>,
+}
+
+impl Process {
+    pub fn spawn(scratch: &Scratch, config: &Path, args: &[&str]) -> Process {
+        let mut command = Command::new(BIN);
+        command.arg("--config").arg(config).args(args);
+        Self::start(scratch, command)
+    }
+
+    /// `serve` with at most `fd_limit` open file descriptors (`ulimit -n`).
+    pub fn spawn_with_fd_limit(scratch: &Scratch, config: &Path, fd_limit: u32) -> Process {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {fd_limit} && exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .arg("--config")
+            .arg(config)
+            .arg("serve");
+        Self::start(scratch, command)
+    }
+
+    pub fn start(scratch: &Scratch, mut command: Command) -> Process {
+        let mut child = command
+            .current_dir(&scratch.dir)
+            .env_remove("TENANT_EDGE_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn tenant-edge");
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        Process {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("still running");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// The main listener's address, from the JSON "tenant-edge listening" log line.
+    pub async fn listening_address(&mut self) -> String {
+        let deadline = Duration::from_secs(20);
+        let line = next_line_matching(&mut self.stderr, deadline, |l| {
+            l.contains("tenant-edge listening")
+        })
+        .await;
+        let json: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
+        format!("http://{}", json["address"].as_str().unwrap())
+    }
+
+    /// Waits for the exit within `deadline`; the exit code.
+    pub async fn exit_code(&mut self, deadline: Duration) -> i32 {
+        let status = tokio::time::timeout(deadline, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("tenant-edge did not exit within {deadline:?}"))
+            .unwrap();
+        status.code().expect("exited, not killed by a signal")
+    }
+}
+
+pub fn lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    reader: R,
+) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+pub async fn next_line_matching(
+    rx: &mut mpsc::UnboundedReceiver<String>,
+    deadline: Duration,
+    mut matches: impl FnMut(&str) -> bool,
+) -> String {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(deadline, async {
+        while let Some(line) = rx.recv().await {
+            if matches(&line) {
+                return Some(line);
+            }
+            seen.push(line);
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(line)) => line,
+        _ => panic!("no matching output line; saw:\n{}", seen.join("\n")),
     }
 }
 
@@ -119,7 +194,7 @@ pub fn http_client() -> HttpClient {
 }
 
 /// A GET; None when the connection fails.
-pub async fn get(
+pub async fn fetch(
     client: &HttpClient,
     url: &str,
     headers: &[(&str, &str)],
@@ -146,7 +221,7 @@ pub async fn get(
 /// Status of GET /api/lunch-week with `token` against `base`.
 pub async fn lunch_weeks_status(client: &HttpClient, base: &str, token: &str) -> u16 {
     let auth = format!("Bearer {token}");
-    get(
+    fetch(
         client,
         &format!("{base}/api/lunch-week"),
         &[("authorization", &auth)],

@@ -21,6 +21,10 @@ use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config as PgConfig, NoTls};
 
+mod closing_stream;
+
+use closing_stream::ClosingStream;
+
 use crate::api::queries::Statements;
 use crate::config::TenantsConfig;
 use crate::pg;
@@ -32,11 +36,22 @@ pub struct TenantConnection {
     /// Set when a query reports that the connection must not be reused (e.g. a prepared
     /// plan invalidated by a migration, SQLSTATE 0A000).
     broken: AtomicBool,
-    /// This connection's share of the budget, returned when the connection closes.
-    _permit: OwnedSemaphorePermit,
+    /// Where it is connected, for cancel requests (which travel on a new socket).
+    target: Arc<PgConfig>,
+    connect_timeout: Duration,
 }
 
 impl TenantConnection {
+    /// Asks the server to cancel this connection's running query; true once the cancel
+    /// request is delivered (the server applies it asynchronously).
+    pub async fn cancel_query(&self) -> bool {
+        let token = self.client.cancel_token();
+        match ClosingStream::connect(&self.target, self.connect_timeout).await {
+            Ok(stream) => token.cancel_query_raw(stream, NoTls).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
     pub fn mark_broken(&self) {
         self.broken.store(true, Ordering::Relaxed);
     }
@@ -54,6 +69,8 @@ pub enum PoolError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("cannot reach database {database}: {message}")]
+    Unreachable { database: String, message: String },
     #[error("timed out waiting for a connection to {0}")]
     Timeout(String),
     #[error("the pool of {0} is closed")]
@@ -170,7 +187,10 @@ impl Budget {
 /// Opens connections for one school: bb8-postgres underneath, plus the budget permit and
 /// the prepared statements.
 pub struct TenantManager {
+    /// bb8-postgres's manager, for its validity checks on our connections.
     inner: PostgresConnectionManager<NoTls>,
+    target: Arc<PgConfig>,
+    connect_timeout: Duration,
     database: Arc<str>,
     budget: Arc<Budget>,
     acquire_timeout: Duration,
@@ -190,21 +210,40 @@ impl ManageConnection for TenantManager {
             message: pg::error_text(&source),
             source,
         };
-        let client = self.inner.connect().await.map_err(connect_error)?;
+        let unreachable = |message: String| PoolError::Unreachable {
+            database: self.database.to_string(),
+            message,
+        };
+        // Our own socket (see closing_stream.rs), so that the budget permit is returned
+        // only once the server's backend is gone; bb8-postgres's connect would spawn the
+        // connection task itself and release it while the backend still exists.
+        let stream = ClosingStream::connect(&self.target, self.connect_timeout)
+            .await
+            .map_err(|err| unreachable(err.to_string()))?;
+        let (client, connection) =
+            tokio::time::timeout(self.connect_timeout, self.target.connect_raw(stream, NoTls))
+                .await
+                .map_err(|_| unreachable("startup timed out".into()))?
+                .map_err(connect_error)?;
+        tokio::spawn(async move {
+            // Errors surface on the client's next call.
+            let _ = connection.await;
+            drop(permit);
+        });
         let statements = Statements::prepare(&client).await.map_err(connect_error)?;
         Ok(TenantConnection {
             client,
             statements,
             broken: AtomicBool::new(false),
-            _permit: permit,
+            target: self.target.clone(),
+            connect_timeout: self.connect_timeout,
         })
     }
 
     async fn is_valid(&self, conn: &mut TenantConnection) -> Result<(), PoolError> {
-        conn.client
-            .simple_query("")
+        self.inner
+            .is_valid(&mut conn.client)
             .await
-            .map(|_| ())
             .map_err(|source| PoolError::Connect {
                 database: self.database.to_string(),
                 message: pg::error_text(&source),
@@ -213,7 +252,7 @@ impl ManageConnection for TenantManager {
     }
 
     fn has_broken(&self, conn: &mut TenantConnection) -> bool {
-        conn.client.is_closed() || conn.broken.load(Ordering::Relaxed)
+        self.inner.has_broken(&mut conn.client) || conn.broken.load(Ordering::Relaxed)
     }
 }
 
@@ -235,7 +274,9 @@ impl PoolSettings {
         // A slow query fails on its own instead of holding a connection for the whole
         // request timeout; a forgotten transaction cannot pin a connection either.
         target.options(format!(
-            "-c statement_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
+            // client_connection_check_interval: a backend whose client went away while its
+            // query waits (on a lock, say) ends within a second instead of at the timeout.
+            "-c statement_timeout={}ms -c idle_in_transaction_session_timeout={}ms -c client_connection_check_interval=1000ms",
             config.statement_timeout.as_millis(),
             config.statement_timeout.as_millis().max(1000) * 2
         ));
@@ -296,11 +337,14 @@ impl TenantPool {
 
     fn build(&self) -> Pool<TenantManager> {
         let settings = self.settings.load();
+        let target = pg::with_database(&settings.target, &self.database);
         let manager = TenantManager {
-            inner: PostgresConnectionManager::new(
-                pg::with_database(&settings.target, &self.database),
-                NoTls,
-            ),
+            inner: PostgresConnectionManager::new(target.clone(), NoTls),
+            connect_timeout: target
+                .get_connect_timeout()
+                .copied()
+                .unwrap_or(Duration::from_secs(5)),
+            target: Arc::new(target),
             database: self.database.clone(),
             budget: settings.budget.clone(),
             acquire_timeout: settings.acquire_timeout,
