@@ -229,29 +229,20 @@ fn binary_config(scratch: &Scratch, server: &str) -> std::path::PathBuf {
     path
 }
 
-fn client(
-) -> Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>
-{
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
 async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut builder = http::Request::get(format!("{base}{path}"));
-    if let Some(token) = token {
-        builder = builder.header("authorization", format!("Bearer {token}"));
-    }
-    let request = builder.body(http_body_util::Full::default()).unwrap();
-    match client().request(request).await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let body = http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-                .unwrap_or_default();
-            (status, body)
-        }
-        Err(_) => (0, String::new()),
-    }
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    send(
+        &http_client(),
+        Method::GET,
+        &format!("{base}{path}"),
+        &headers,
+        None,
+    )
+    .await
+    .map_or((0, String::new()), |(status, _, body)| {
+        (status, String::from_utf8_lossy(&body).into_owned())
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1091,7 +1082,7 @@ async fn serve_demo_prints_a_token_and_curl_commands_that_work() {
     );
     assert!(databases.iter().any(|d| d.ends_with("demo_oak_ridge")));
 
-    let client = client();
+    let client = http_client();
     for curl in curls {
         let request = curl_to_request(curl, &token);
         let response = client.request(request).await.expect(curl);

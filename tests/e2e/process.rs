@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::server::config_text;
+use crate::server::{config_text, http_client, send, HttpClient};
 use crate::support::*;
 
 /// The tenant-edge binary running `serve`, with the test configuration of
@@ -50,8 +50,14 @@ impl ServerProcess {
             "the server process to be ready",
             Duration::from_secs(30),
             || async {
-                let (status, _, _) =
-                    fetch(&client, &format!("{}/readyz", server.base), &[]).await?;
+                let (status, _, _) = send(
+                    &client,
+                    Method::GET,
+                    &format!("{}/readyz", server.base),
+                    &[],
+                    None,
+                )
+                .await?;
                 (status == 200).then_some(())
             },
         )
@@ -184,48 +190,11 @@ pub async fn next_line_matching(
     }
 }
 
-pub type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<bytes::Bytes>,
->;
-
-pub fn http_client() -> HttpClient {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
-}
-
-/// A GET; None when the connection fails.
-pub async fn fetch(
-    client: &HttpClient,
-    url: &str,
-    headers: &[(&str, &str)],
-) -> Option<(u16, http::HeaderMap, Vec<u8>)> {
-    use http_body_util::BodyExt;
-    let mut builder = http::Request::builder().method(Method::GET).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder.body(http_body_util::Full::default()).unwrap();
-    let response = client.request(request).await.ok()?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .ok()?
-        .to_bytes()
-        .to_vec();
-    Some((status, headers, body))
-}
-
 /// Status of GET /api/lunch-week with `token` against `base`.
 pub async fn lunch_weeks_status(client: &HttpClient, base: &str, token: &str) -> u16 {
     let auth = format!("Bearer {token}");
-    fetch(
-        client,
-        &format!("{base}/api/lunch-week"),
-        &[("authorization", &auth)],
-    )
-    .await
-    .map_or(0, |(status, _, _)| status)
+    let url = format!("{base}/api/lunch-week");
+    send(client, Method::GET, &url, &[("authorization", &auth)], None)
+        .await
+        .map_or(0, |(status, _, _)| status)
 }

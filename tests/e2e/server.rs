@@ -33,7 +33,7 @@ pub struct TestServer {
     pub running: Option<Running>,
     pub base: String,
     pub admin: Option<String>,
-    pub client: Client<HttpConnector, Full<Bytes>>,
+    pub client: HttpClient,
     pub scratch: Scratch,
 }
 
@@ -98,7 +98,7 @@ impl TestServer {
             running: Some(running),
             base,
             admin,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: http_client(),
             scratch,
         };
         server.wait_ready().await;
@@ -168,29 +168,15 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> (u16, HeaderMap, Vec<u8>) {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("{base}{path}"));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        if body.is_some() {
-            builder = builder.header("content-type", "application/json");
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
-            .unwrap();
-        let response = self.client.request(request).await.expect("HTTP request");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        (status, headers, body)
+        send(
+            &self.client,
+            method,
+            &format!("{base}{path}"),
+            headers,
+            body,
+        )
+        .await
+        .expect("HTTP request")
     }
 
     /// A request with a token; returns status and parsed JSON (Null for an empty body).
@@ -247,6 +233,43 @@ impl Drop for TestServer {
             }
         }
     }
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// One HTTP request (a JSON body when given); None when the connection fails.
+pub async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<(u16, HeaderMap, Vec<u8>)> {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    if body.is_some() {
+        builder = builder.header("content-type", "application/json");
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
+        .unwrap();
+    let response = client.request(request).await.ok()?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .ok()?
+        .to_bytes()
+        .to_vec();
+    Some((status, headers, body))
 }
 
 pub fn parse(bytes: &[u8]) -> Value {
