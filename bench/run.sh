@@ -22,6 +22,7 @@
 #   BENCH_MANY_CONNECTIONS=32
 #   BENCH_ZIPF_S=1.0         Zipf exponent of the many-schools scenario
 #   BENCH_POOL_SIZE=8        [tenants] pool_max_size
+#   BENCH_PIPELINE_DEPTH=8   [tenants] pipeline_depth (1: one request per connection)
 #   BENCH_LOG_LEVEL=info     [log] level (info writes one access line per request, as in production)
 #   BENCH_OUT=target/bench/latest.md  where the table is written too
 #   BENCH_PERF=0             1: record a perf profile of tenant-edge during each measured run
@@ -43,6 +44,7 @@ MANY_SCHOOLS="${BENCH_MANY_SCHOOLS:-300}"
 MANY_CONNECTIONS="${BENCH_MANY_CONNECTIONS:-32}"
 ZIPF_S="${BENCH_ZIPF_S:-1.0}"
 POOL_SIZE="${BENCH_POOL_SIZE:-8}"
+PIPELINE_DEPTH="${BENCH_PIPELINE_DEPTH:-8}"
 LOG_LEVEL="${BENCH_LOG_LEVEL:-info}"
 OUT="${BENCH_OUT:-$ROOT/target/bench/latest.md}"
 PERF="${BENCH_PERF:-0}"
@@ -136,6 +138,7 @@ url = "postgres://$PGUSER@$PGHOST:$PGPORT/$CATALOG"
 [tenants]
 url = "postgres://$PGUSER@$PGHOST:$PGPORT/postgres"
 pool_max_size = $POOL_SIZE
+pipeline_depth = $PIPELINE_DEPTH
 max_total_connections = 80
 provision_concurrency = 4
 
@@ -332,7 +335,7 @@ fi
 {
     echo "tenant-edge bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
     echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(psql_q -d postgres -c 'show server_version' | cut -d' ' -f1) PostgreSQL"
-    echo "settings: ${DURATION}s measured after ${WARMUP}s warm-up, wrk -t2, pgbench -M prepared -j 2 (TLS off), pool_max_size $POOL_SIZE, log level $LOG_LEVEL"
+    echo "settings: ${DURATION}s measured after ${WARMUP}s warm-up, wrk -t2, pgbench -M prepared -j 2 (TLS off), pool_max_size $POOL_SIZE, pipeline_depth $PIPELINE_DEPTH, log level $LOG_LEVEL"
     echo
     echo "$HEADER"
     echo "$RULE"

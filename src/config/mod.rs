@@ -80,6 +80,8 @@ pub struct TenantsConfig {
     pub target: PgConfig,
     pub pool_max_size: u32,
     pub pool_min_idle: u32,
+    /// Requests one connection carries at once, pipelined (1: a connection per request).
+    pub pipeline_depth: u32,
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
@@ -386,6 +388,13 @@ fn validate(
                 ),
             )
         })?;
+    let pipeline_depth = u32_key("tenants.pipeline_depth", t.pipeline_depth)?;
+    if pipeline_depth > 1024 {
+        return Err(bad(
+            "tenants.pipeline_depth",
+            format!("{pipeline_depth} is more than 1024"),
+        ));
+    }
     if pool_max_size > max_total_connections {
         warnings.push(format!(
             "tenants.pool_max_size ({pool_max_size}) is above tenants.max_total_connections ({max_total_connections}): one school can never use more than the budget"
@@ -395,6 +404,7 @@ fn validate(
         target: tenants_target,
         pool_max_size,
         pool_min_idle,
+        pipeline_depth,
         acquire_timeout: nonzero("tenants.acquire_timeout", t.acquire_timeout)?,
         idle_timeout: nonzero("tenants.idle_timeout", t.idle_timeout)?,
         connect_timeout: nonzero("tenants.connect_timeout", t.connect_timeout)?,
@@ -591,7 +601,7 @@ impl Config {
             "# effective configuration from {source}\n\
              [server]\nlisten = {listen:?}\nmax_body_bytes = {body}\nheader_read_timeout = {hrt:?}\nrequest_timeout = {rt:?}\nshutdown_grace = {sg:?}\ndrain_delay = {dd:?}\nstatic_dir = {sd:?}\nmax_connections = {mc}\nmax_in_flight = {mif}\nworker_threads = {wt}\nmax_header_bytes = {mhb}\nmax_headers = {mh}\ncors_origins = {origins:?}\n\n\
              [catalog]\nurl = {curl:?}\nrefresh_interval = {ri:?}\nnotifications = {notif}\n\n\
-             [tenants]\nurl = {turl:?}\npool_max_size = {pms}\npool_min_idle = {pmi}\nacquire_timeout = {at:?}\nidle_timeout = {it:?}\nconnect_timeout = {ct:?}\nstatement_timeout = {st:?}\nmax_total_connections = {mtc}\nauto_provision = {ap}\nprovision_concurrency = {pc}\n\n\
+             [tenants]\nurl = {turl:?}\npool_max_size = {pms}\npool_min_idle = {pmi}\npipeline_depth = {pd}\nacquire_timeout = {at:?}\nidle_timeout = {it:?}\nconnect_timeout = {ct:?}\nstatement_timeout = {st:?}\nmax_total_connections = {mtc}\nauto_provision = {ap}\nprovision_concurrency = {pc}\n\n\
              [auth]\nissuer = {iss:?}\naudience = {aud:?}\nalgorithms = {algorithms:?}\njwks_url = {ju:?}\njwks_file = {jf:?}\njwks_refresh_interval = {jri:?}\njwks_refetch_cooldown = {jrc:?}\nhs256_secret = {hs:?}\ntenant_claim = {tc:?}\nleeway = {lw:?}\ntoken_cache_capacity = {tcc}\n\n\
              [admin]\nlisten = {al:?}\ntoken = {atok:?}\nmetrics_top_schools = {mts}\n\n\
              [log]\nformat = {lf:?}\nlevel = {ll:?}\n",
@@ -614,6 +624,7 @@ impl Config {
             turl = pg::describe(&t.target),
             pms = t.pool_max_size,
             pmi = t.pool_min_idle,
+            pd = t.pipeline_depth,
             at = d(t.acquire_timeout),
             it = d(t.idle_timeout),
             ct = d(t.connect_timeout),
@@ -724,6 +735,18 @@ mod tests {
                 None,
                 Some("tenants.pool_min_idle"),
                 "more than",
+            ),
+            (
+                "[tenants]\npipeline_depth = 0\n",
+                None,
+                Some("tenants.pipeline_depth"),
+                "must be",
+            ),
+            (
+                "[tenants]\npipeline_depth = 5000\n",
+                None,
+                Some("tenants.pipeline_depth"),
+                "more than 1024",
             ),
             (
                 "[auth]\nalgorithms = [\"none\"]\n",

@@ -222,14 +222,17 @@ async fn serve_api(
     let reply = match tokio::time::timeout_at(deadline, run).await {
         Ok(reply) => reply?,
         Err(_) => {
-            // The query is still running on the server (waiting on a lock, say). Cancel it,
-            // so the backend stops now rather than at statement_timeout, and retire the
-            // connection: the cancel signal reaches the backend asynchronously and must
-            // never land on the next request's query on a reused connection.
-            let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, conn.cancel_query()).await;
-            conn.mark_broken();
-            if !matches!(cancelled, Ok(true)) {
-                tracing::warn!(school = %tenant.database, "cancelling a timed-out query failed");
+            // The query is still running on the server (waiting on a lock, say). Its
+            // connection is retired: it takes no new request and closes once the requests
+            // on it finish. The query is cancelled, so the backend stops now rather than at
+            // statement_timeout, only when no other request shares the connection: the
+            // cancel signal hits whatever the backend runs when it arrives, and must never
+            // land on another request's query.
+            if conn.retire_alone() {
+                let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, conn.cancel_query()).await;
+                if !matches!(cancelled, Ok(true)) {
+                    tracing::warn!(school = %tenant.database, "cancelling a timed-out query failed");
+                }
             }
             return Err(ApiError::Timeout);
         }

@@ -7,23 +7,28 @@
 //! [`Budget`] (`[tenants] max_total_connections`); when the budget is spent, the idle pools
 //! of the least recently used schools are closed to make room.
 //!
+//! A request does not check a connection out for itself: it joins one of the school's
+//! connections, shared by concurrent requests with their queries pipelined (lanes.rs).
+//!
 //! Data path: `TenantPool::get` is what a request calls. It must stay lock-free while a
-//! pool exists: one `ArcSwapOption` load and bb8's own queue.
+//! pool exists: one `ArcSwapOption` load, then the lanes' `ArcSwap` and atomics.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use bb8::{ManageConnection, Pool, PooledConnection, RunError};
+use bb8::{ManageConnection, Pool};
 use bb8_postgres::PostgresConnectionManager;
-use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config as PgConfig, NoTls};
 
 mod closing_stream;
+mod lanes;
 
 use closing_stream::ClosingStream;
+pub use lanes::LaneGuard;
+use lanes::{LaneLimits, LaneSet};
 
 use crate::api::queries::Statements;
 use crate::config::TenantsConfig;
@@ -54,6 +59,11 @@ impl TenantConnection {
 
     pub fn mark_broken(&self) {
         self.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// True once the connection must not take another query.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed) || self.client.is_closed()
     }
 }
 
@@ -262,6 +272,7 @@ pub struct PoolSettings {
     pub target: PgConfig,
     pub max_size: u32,
     pub min_idle: u32,
+    pub pipeline_depth: u32,
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
     pub budget: Arc<Budget>,
@@ -284,6 +295,7 @@ impl PoolSettings {
             target,
             max_size: config.pool_max_size,
             min_idle: config.pool_min_idle,
+            pipeline_depth: config.pipeline_depth,
             acquire_timeout: config.acquire_timeout,
             idle_timeout: config.idle_timeout,
             budget,
@@ -297,6 +309,7 @@ impl PoolSettings {
         format!("{:?}", self.target) == format!("{:?}", other.target)
             && self.max_size == other.max_size
             && self.min_idle == other.min_idle
+            && self.pipeline_depth == other.pipeline_depth
             && self.acquire_timeout == other.acquire_timeout
             && self.idle_timeout == other.idle_timeout
     }
@@ -306,7 +319,7 @@ impl PoolSettings {
 /// budget or when the school leaves the catalog.
 pub struct TenantPool {
     pub database: Arc<str>,
-    pool: ArcSwapOption<Pool<TenantManager>>,
+    lanes: ArcSwapOption<LaneSet>,
     settings: ArcSwap<PoolSettings>,
     /// Milliseconds since `epoch` of the last request (for least-recently-used eviction).
     last_used: AtomicU64,
@@ -319,6 +332,8 @@ pub struct PoolState {
     pub connections: u32,
     pub idle_connections: u32,
     pub waiting: u64,
+    /// Requests on the school's connections now.
+    pub requests: u32,
 }
 
 impl TenantPool {
@@ -326,7 +341,7 @@ impl TenantPool {
         let budget = settings.budget.clone();
         let pool = Arc::new(Self {
             database: Arc::from(database),
-            pool: ArcSwapOption::empty(),
+            lanes: ArcSwapOption::empty(),
             settings: ArcSwap::new(settings),
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -335,7 +350,7 @@ impl TenantPool {
         pool
     }
 
-    fn build(&self) -> Pool<TenantManager> {
+    fn build(&self) -> Arc<LaneSet> {
         let settings = self.settings.load();
         let target = pg::with_database(&settings.target, &self.database);
         let manager = TenantManager {
@@ -349,7 +364,7 @@ impl TenantPool {
             budget: settings.budget.clone(),
             acquire_timeout: settings.acquire_timeout,
         };
-        Pool::builder()
+        let pool = Pool::builder()
             .max_size(settings.max_size)
             .min_idle(Some(settings.min_idle).filter(|n| *n > 0))
             .connection_timeout(settings.acquire_timeout)
@@ -359,53 +374,45 @@ impl TenantPool {
             .test_on_check_out(false)
             // Fail fast when the database is down instead of retrying until the timeout.
             .retry_connection(false)
-            .build_unchecked(manager)
+            .build_unchecked(manager);
+        let limits = LaneLimits {
+            max_lanes: settings.max_size,
+            depth: settings.pipeline_depth,
+            acquire_timeout: settings.acquire_timeout,
+        };
+        LaneSet::new(pool, limits, settings.idle_timeout)
     }
 
-    /// A connection for one request, waiting at most `acquire_timeout`.
-    pub async fn get(&self) -> Result<PooledConnection<'static, TenantManager>, PoolError> {
+    /// A place on one of the school's connections for one request, waiting at most
+    /// `acquire_timeout`.
+    pub async fn get(&self) -> Result<LaneGuard, PoolError> {
         self.last_used
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let pool = match self.pool.load_full() {
-            Some(pool) => pool,
+        let lanes = match self.lanes.load_full() {
+            Some(lanes) => lanes,
             None => {
                 // First request (or first after the pool was closed): install one pool;
                 // if two requests race, both use whichever was stored first.
-                let fresh = Arc::new(self.build());
+                let fresh = self.build();
                 let previous = self
-                    .pool
-                    .compare_and_swap(&None::<Arc<Pool<TenantManager>>>, Some(fresh.clone()));
+                    .lanes
+                    .compare_and_swap(&None::<Arc<LaneSet>>, Some(fresh.clone()));
                 match &*previous {
                     Some(existing) => existing.clone(),
                     None => fresh,
                 }
             }
         };
-        match pool.get_owned().await {
-            Ok(connection) => Ok(connection),
-            Err(RunError::User(err)) => Err(err),
-            Err(RunError::TimedOut) => Err(PoolError::Timeout(self.database.to_string())),
-        }
+        lanes.join(&self.database).await
     }
 
-    /// Takes one idle connection out of the pool and closes it (its budget permit goes
-    /// back). Never waits and never opens one: false when none was idle.
+    /// Closes one idle connection (its budget permit goes back). Never waits and never
+    /// opens one: false when none was idle.
     fn retire_idle_connection(&self) -> bool {
-        let Some(pool) = self.pool.load_full() else {
-            return false;
-        };
-        if pool.state().idle_connections == 0 {
-            return false;
+        match self.lanes.load_full() {
+            Some(lanes) => lanes.retire_one_idle(),
+            None => false,
         }
-        let retired = match pool.get().now_or_never() {
-            Some(Ok(connection)) => {
-                // A broken connection is dropped by bb8 instead of returning to the pool.
-                connection.mark_broken();
-                true
-            }
-            _ => false,
-        };
-        retired
     }
 
     /// New settings (after a configuration reload): the current pool is closed so the
@@ -418,22 +425,19 @@ impl TenantPool {
     /// Drops the pool: idle connections close now, connections in use close when their
     /// request ends. The next request opens a new pool.
     pub fn close(&self) {
-        self.pool.store(None);
+        self.lanes.store(None);
     }
 
     pub fn state(&self) -> PoolState {
-        match &*self.pool.load() {
+        match &*self.lanes.load() {
             None => PoolState::default(),
-            Some(pool) => {
-                let state = pool.state();
+            Some(lanes) => {
+                let state = lanes.state();
                 PoolState {
                     connections: state.connections,
                     idle_connections: state.idle_connections,
-                    waiting: state.statistics.get_started.saturating_sub(
-                        state.statistics.get_direct
-                            + state.statistics.get_waited
-                            + state.statistics.get_timed_out,
-                    ),
+                    waiting: u64::from(state.waiting),
+                    requests: state.requests,
                 }
             }
         }

@@ -5,6 +5,7 @@ mod api;
 mod control;
 mod edge;
 mod migrate;
+mod pipelining;
 mod process;
 mod server;
 mod support;

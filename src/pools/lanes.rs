@@ -1,0 +1,436 @@
+//! A school's open connections, shared by its concurrent requests ("lanes"), so that
+//! PostgreSQL sees their queries pipelined.
+//!
+//! A request does not take a connection for itself: it joins one of the school's lanes,
+//! and tokio-postgres writes the queries of every request on a lane together and reads
+//! their results together. One wake-up and one read of a backend then serve several
+//! queries, which is what lets PostgreSQL answer more queries per second than with one
+//! query per round trip (bench/run.sh and BENCHMARKS.md have the numbers). It is safe
+//! because every query the API runs is a single autocommit statement: requests that share
+//! a connection share no transaction and no session state.
+//!
+//! Placement: a request joins the least loaded lane; a new lane is opened only when every
+//! lane is busy (so PostgreSQL's parallelism is used before queries are stacked on one
+//! backend), up to `pool_max_size` lanes; a lane carries at most `pipeline_depth`
+//! requests, and when every lane is full a request waits for room, as it would for a free
+//! connection in a plain pool.
+//!
+//! Lanes are checked out of the school's bb8 pool, which still opens, validates and
+//! closes the connections (and charges each one to the budget); a lane goes back when it
+//! breaks, when it has been idle for `idle_timeout`, or when the budget needs its
+//! connection for another school. A retired lane takes no new request and its connection
+//! closes when the requests already on it finish.
+//!
+//! Data path: [`LaneSet::join`] is one `ArcSwap` load and a few atomics unless a lane has
+//! to be opened or every lane is full.
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bb8::{Pool, PooledConnection, RunError};
+use tokio::sync::Notify;
+
+use super::{PoolError, TenantConnection, TenantManager};
+
+/// Set in [`Lane::load`] once the lane takes no more requests.
+const RETIRED: u32 = 1 << 31;
+
+/// A busy lane that has finished no request for this long is stalled (a query waiting on
+/// a lock, say): new requests are stacked behind it only when no other lane has room.
+/// The API's queries take well under a millisecond, so a few milliseconds without
+/// progress already means the head of the lane is stuck.
+const STALL_AFTER_MS: u64 = 10;
+
+/// One connection and the requests on it now.
+pub struct Lane {
+    connection: PooledConnection<'static, TenantManager>,
+    /// Requests on this lane, plus the [`RETIRED`] bit.
+    load: AtomicU32,
+    /// When a request last left it, or joined it while it was idle (milliseconds since
+    /// the set's epoch).
+    progress_ms: AtomicU64,
+}
+
+impl Lane {
+    fn requests(&self) -> u32 {
+        self.load.load(Ordering::SeqCst) & !RETIRED
+    }
+
+    fn is_broken(&self) -> bool {
+        self.connection.is_broken()
+    }
+
+    fn is_stalled(&self, now_ms: u64) -> bool {
+        self.requests() > 0
+            && now_ms.saturating_sub(self.progress_ms.load(Ordering::Relaxed)) >= STALL_AFTER_MS
+    }
+}
+
+/// How a school's lanes are sized.
+#[derive(Debug, Clone, Copy)]
+pub struct LaneLimits {
+    /// Lanes (connections) at most: `pool_max_size`.
+    pub max_lanes: u32,
+    /// Requests one lane carries at once: `pipeline_depth`.
+    pub depth: u32,
+    /// How long a request waits for a lane with room.
+    pub acquire_timeout: Duration,
+}
+
+/// The lanes of one school, over the school's bb8 pool.
+pub struct LaneSet {
+    pool: Pool<TenantManager>,
+    lanes: ArcSwap<Vec<Arc<Lane>>>,
+    limits: LaneLimits,
+    /// Lanes being opened right now (they count against `max_lanes`).
+    opening: AtomicU32,
+    /// Requests waiting for room; a leaving request wakes them only when there are any.
+    waiting: AtomicU32,
+    room: Notify,
+    epoch: Instant,
+}
+
+/// Where [`LaneSet::decide`] sends a request.
+enum Placement {
+    /// Join this lane; `true` when it was chosen for having no request.
+    Join(Arc<Lane>, bool),
+    Open,
+    Wait,
+}
+
+/// A request's place on a lane; leaving it (drop) frees the place.
+pub struct LaneGuard {
+    lane: Arc<Lane>,
+    set: Arc<LaneSet>,
+}
+
+impl Deref for LaneGuard {
+    type Target = TenantConnection;
+
+    fn deref(&self) -> &TenantConnection {
+        &self.lane.connection
+    }
+}
+
+impl LaneGuard {
+    /// For a request that gives up on its query (timeout): the lane takes no new request
+    /// and its connection closes once the requests on it finish. True when this request
+    /// is the only one on it, i.e. when cancelling the backend's running query cannot hit
+    /// another request's query.
+    pub fn retire_alone(&self) -> bool {
+        self.lane.connection.mark_broken();
+        let before = self.lane.load.fetch_or(RETIRED, Ordering::SeqCst);
+        self.set.remove(&self.lane);
+        before & !RETIRED == 1
+    }
+}
+
+impl Drop for LaneGuard {
+    fn drop(&mut self) {
+        let before = self.lane.load.fetch_sub(1, Ordering::SeqCst);
+        self.lane
+            .progress_ms
+            .store(self.set.now_ms(), Ordering::Relaxed);
+        if before & RETIRED == 0 && self.lane.is_broken() {
+            self.lane.load.fetch_or(RETIRED, Ordering::SeqCst);
+            self.set.remove(&self.lane);
+        }
+        if self.set.waiting.load(Ordering::SeqCst) > 0 {
+            self.set.room.notify_waiters();
+        }
+    }
+}
+
+/// Lane and connection counts of one school.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LaneState {
+    /// Open connections (lanes, retired lanes still finishing, idle ones in bb8).
+    pub connections: u32,
+    /// Lanes without a request, plus connections idle in bb8.
+    pub idle_connections: u32,
+    /// Requests on lanes now.
+    pub requests: u32,
+    /// Requests waiting for room on a lane.
+    pub waiting: u32,
+}
+
+impl LaneSet {
+    /// A set over `pool`, with a background sweep that retires lanes idle for `idle_for`.
+    pub fn new(pool: Pool<TenantManager>, limits: LaneLimits, idle_for: Duration) -> Arc<Self> {
+        let set = Arc::new(Self {
+            pool,
+            lanes: ArcSwap::from_pointee(Vec::new()),
+            limits,
+            opening: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+            room: Notify::new(),
+            epoch: Instant::now(),
+        });
+        spawn_idle_sweep(Arc::downgrade(&set), idle_for);
+        set
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A place on a lane for one request, waiting at most `acquire_timeout` when there is
+    /// none (see [`LaneSet::decide`] for which one).
+    pub async fn join(self: &Arc<Self>, database: &str) -> Result<LaneGuard, PoolError> {
+        let give_up = tokio::time::Instant::now() + self.limits.acquire_timeout;
+        loop {
+            match self.decide() {
+                Placement::Join(lane, idle) => {
+                    if let Some(guard) = self.enter(lane, idle) {
+                        return Ok(guard);
+                    }
+                    // Filled up or retired since the look: decide again.
+                    continue;
+                }
+                Placement::Open => {
+                    if self.reserve_opening() {
+                        return self.open_lane(database).await;
+                    }
+                    continue;
+                }
+                Placement::Wait => {}
+            }
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            // Decided again after registering, so room made in between is not missed.
+            let timed_out = match self.decide() {
+                Placement::Wait => tokio::time::timeout_at(give_up, room).await.is_err(),
+                _ => false,
+            };
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            if timed_out {
+                return Err(PoolError::Timeout(database.to_string()));
+            }
+        }
+    }
+
+    /// Where the next request goes, in order of preference:
+    /// 1. a lane without a request;
+    /// 2. a new lane, while fewer than `max_lanes` are open or opening;
+    /// 3. the least loaded lane with room that is making progress;
+    /// 4. nowhere yet if a lane is being opened: it will have room and no stuck query;
+    /// 5. the least loaded stalled lane with room (nothing better can come);
+    /// 6. nowhere: every lane is full, wait.
+    fn decide(&self) -> Placement {
+        let lanes = self.lanes.load_full();
+        let now = self.now_ms();
+        let depth = self.limits.depth;
+        let mut idle = None;
+        let mut healthy: Option<(&Arc<Lane>, u32)> = None;
+        let mut stalled: Option<(&Arc<Lane>, u32)> = None;
+        for lane in lanes.iter() {
+            let load = lane.load.load(Ordering::SeqCst);
+            if load & RETIRED != 0 || load >= depth {
+                continue;
+            }
+            if load == 0 {
+                idle = Some(lane);
+                break;
+            }
+            let slot = if lane.is_stalled(now) {
+                &mut stalled
+            } else {
+                &mut healthy
+            };
+            if slot.is_none_or(|(_, best)| load < best) {
+                *slot = Some((lane, load));
+            }
+        }
+        if let Some(lane) = idle {
+            return Placement::Join(lane.clone(), true);
+        }
+        let opening = self.opening.load(Ordering::SeqCst);
+        if (lanes.len() as u32) + opening < self.limits.max_lanes {
+            return Placement::Open;
+        }
+        if let Some((lane, _)) = healthy {
+            return Placement::Join(lane.clone(), false);
+        }
+        if opening > 0 {
+            return Placement::Wait;
+        }
+        match stalled {
+            Some((lane, _)) => Placement::Join(lane.clone(), false),
+            None => Placement::Wait,
+        }
+    }
+
+    /// Takes a place on `lane` unless it filled up or retired since it was chosen, or,
+    /// when it was chosen for being idle, another request took it first (in a burst, the
+    /// others then open lanes of their own instead of piling onto one).
+    fn enter(self: &Arc<Self>, lane: Arc<Lane>, idle: bool) -> Option<LaneGuard> {
+        let before = lane.load.fetch_add(1, Ordering::SeqCst);
+        if before & RETIRED != 0 || before >= self.limits.depth || (idle && before != 0) {
+            lane.load.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        if before == 0 {
+            lane.progress_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+        Some(LaneGuard {
+            lane,
+            set: self.clone(),
+        })
+    }
+
+    /// Claims the right to open one lane, if lanes open and opening stay below the cap.
+    fn reserve_opening(&self) -> bool {
+        let mut opening = self.opening.load(Ordering::SeqCst);
+        loop {
+            // Read after `opening`: a lane that finished opening in between is counted in
+            // both (too cautious) rather than in neither (one lane too many).
+            let open = self.lanes.load().len() as u32;
+            if open + opening >= self.limits.max_lanes {
+                return false;
+            }
+            match self.opening.compare_exchange(
+                opening,
+                opening + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => opening = now,
+            }
+        }
+    }
+
+    async fn open_lane(self: &Arc<Self>, database: &str) -> Result<LaneGuard, PoolError> {
+        let checked_out = self.pool.get_owned().await;
+        let result = match checked_out {
+            Ok(connection) => {
+                let lane = Arc::new(Lane {
+                    connection,
+                    load: AtomicU32::new(1),
+                    progress_ms: AtomicU64::new(self.now_ms()),
+                });
+                self.lanes.rcu(|lanes| {
+                    let mut next = Vec::with_capacity(lanes.len() + 1);
+                    next.extend(lanes.iter().cloned());
+                    next.push(lane.clone());
+                    next
+                });
+                Ok(LaneGuard {
+                    lane,
+                    set: self.clone(),
+                })
+            }
+            Err(RunError::User(err)) => Err(err),
+            Err(RunError::TimedOut) => Err(PoolError::Timeout(database.to_string())),
+        };
+        // Pushed before this decrement, so `reserve_opening` never counts the lane in neither.
+        self.opening.fetch_sub(1, Ordering::SeqCst);
+        // Waiters may now join the new lane (or, after a failure, try to open one).
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+        result
+    }
+
+    /// Takes a retired lane out of the set (its connection closes when its last request
+    /// leaves).
+    fn remove(&self, lane: &Arc<Lane>) {
+        if !self.lanes.load().iter().any(|l| Arc::ptr_eq(l, lane)) {
+            return;
+        }
+        self.lanes.rcu(|lanes| {
+            lanes
+                .iter()
+                .filter(|l| !Arc::ptr_eq(l, lane))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Retires one lane if it has no request; the connection closes now.
+    fn retire_if_idle(&self, lane: &Arc<Lane>) -> bool {
+        if lane
+            .load
+            .compare_exchange(0, RETIRED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        // Closed rather than returned to bb8 as an idle connection: it was idle already.
+        lane.connection.mark_broken();
+        self.remove(lane);
+        true
+    }
+
+    /// Retires the lanes idle for at least `idle_for`; returns how many.
+    pub fn retire_idle(&self, idle_for: Duration) -> usize {
+        let now = self.now_ms();
+        let idle_ms = idle_for.as_millis() as u64;
+        let lanes = self.lanes.load_full();
+        lanes
+            .iter()
+            .filter(|lane| {
+                lane.requests() == 0
+                    && now.saturating_sub(lane.progress_ms.load(Ordering::Relaxed)) >= idle_ms
+            })
+            .filter(|lane| self.retire_if_idle(lane))
+            .count()
+    }
+
+    /// Closes one idle connection (for the budget): an idle one in bb8 first, else the
+    /// lane idle the longest. False when every connection is in use.
+    pub fn retire_one_idle(&self) -> bool {
+        if self.pool.state().idle_connections > 0 {
+            use futures_util::FutureExt;
+            if let Some(Ok(connection)) = self.pool.get().now_or_never() {
+                // A broken connection is dropped by bb8 instead of returning to the pool.
+                connection.mark_broken();
+                return true;
+            }
+        }
+        let lanes = self.lanes.load_full();
+        let mut idle: Vec<&Arc<Lane>> = lanes.iter().filter(|l| l.requests() == 0).collect();
+        idle.sort_by_key(|l| l.progress_ms.load(Ordering::Relaxed));
+        idle.into_iter().any(|lane| self.retire_if_idle(lane))
+    }
+
+    pub fn state(&self) -> LaneState {
+        let pool = self.pool.state();
+        let lanes = self.lanes.load();
+        let requests: u32 = lanes.iter().map(|l| l.requests()).sum();
+        let idle_lanes = lanes.iter().filter(|l| l.requests() == 0).count() as u32;
+        LaneState {
+            connections: pool.connections,
+            idle_connections: pool.idle_connections + idle_lanes,
+            requests,
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Retires idle lanes in the background for as long as the set exists (it holds only a
+/// weak reference, so a closed pool's sweep ends by itself).
+fn spawn_idle_sweep(set: Weak<LaneSet>, idle_for: Duration) {
+    let period = (idle_for / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(set) = set.upgrade() else { break };
+            set.retire_idle(idle_for);
+        }
+    });
+}

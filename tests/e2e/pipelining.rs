@@ -1,0 +1,189 @@
+//! Shared, pipelined connections (src/pools/lanes.rs): requests of one school share its
+//! connections, and that never mixes schools, never holds requests up behind a stuck
+//! query when another connection has room, and never keeps idle connections open.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use http::Method;
+use serde_json::{json, Value};
+
+use crate::server::{claims, hs256, TestServer};
+use crate::support::{connect, wait_for};
+
+/// Connections of `database` in pg_stat_activity.
+async fn backends(admin: &tokio_postgres::Client, database: &str) -> i64 {
+    admin
+        .query_one(
+            "select count(*) from pg_stat_activity where datname = $1",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_connections_and_schools_stay_apart() {
+    let server = TestServer::start("[tenants]\npool_max_size = 2\npipeline_depth = 16\n").await;
+    let schools = [server.scratch.db("pa"), server.scratch.db("pb")];
+    server.add_schools(&[&schools[0], &schools[1]]).await;
+    let tokens: Vec<String> = schools.iter().map(|s| hs256(&claims(s))).collect();
+    // Each school gets a different number of weeks, so a response from the wrong school
+    // shows in its length.
+    for (index, token) in tokens.iter().enumerate() {
+        for week in 0..(index + 1) * 3 {
+            let body = json!({ "weekOf": format!("2021-03-{:02}", week + 1), "isPublished": true });
+            let (status, _) = server
+                .call(token, Method::POST, "/api/lunch-week", Some(body))
+                .await;
+            assert_eq!(status, 200);
+        }
+    }
+
+    // 32 requests at a time, alternating schools, reads and writes mixed: every answer
+    // comes from the caller's own school.
+    let server = &server;
+    for round in 0..4 {
+        let requests = (0..32).map(|i| {
+            let school = i % 2;
+            let token = &tokens[school];
+            async move {
+                if i % 8 >= 6 {
+                    let body = json!({ "weekOf": "2022-01-03", "isPublished": false });
+                    let (status, value) = server
+                        .call(token, Method::POST, "/api/lunch-week", Some(body))
+                        .await;
+                    assert_eq!(status, 200, "{value}");
+                    (school, None, value["lunchWeekId"].as_i64())
+                } else {
+                    let (status, value) = server
+                        .call(token, Method::GET, "/api/lunch-week", None)
+                        .await;
+                    assert_eq!(status, 200, "{value}");
+                    (school, Some(value), None)
+                }
+            }
+        });
+        for (school, list, _) in join_all(requests).await {
+            if let Some(Value::Array(weeks)) = list {
+                let seeded = (school + 1) * 3;
+                let published = weeks.iter().filter(|w| w["isPublished"] == true).count();
+                assert_eq!(
+                    published, seeded,
+                    "round {round}: school {school} saw {weeks:?}"
+                );
+            }
+        }
+    }
+    // The writes landed in the school that made them: 4 rounds x 4 POSTs per school.
+    for (school, database) in schools.iter().enumerate() {
+        let client = connect(database).await;
+        let extra: i64 = client
+            .query_one(
+                "select count(*) from lunch_week where week_of = '2022-01-03'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(extra, 16, "school {school}");
+    }
+    // 32 requests at a time were served by at most pool_max_size connections per school.
+    let admin = connect("postgres").await;
+    for database in &schools {
+        let count = backends(&admin, database).await;
+        assert!((1..=2).contains(&count), "{database}: {count} connections");
+    }
+}
+
+#[tokio::test]
+async fn a_stuck_query_does_not_hold_up_requests_that_another_connection_can_take() {
+    let server = TestServer::start(
+        "[server]\nrequest_timeout = \"5s\"\n[tenants]\npool_max_size = 2\npipeline_depth = 8\nstatement_timeout = \"30s\"\n",
+    )
+    .await;
+    let school = server.scratch.db("stuck");
+    server.add_schools(&[&school]).await;
+    let token = hs256(&claims(&school));
+    let week = json!({ "weekOf": "2021-03-01", "isPublished": true });
+    let (status, created) = server
+        .call(&token, Method::POST, "/api/lunch-week", Some(week))
+        .await;
+    assert_eq!(status, 200);
+    let id = created["lunchWeekId"].as_i64().unwrap();
+
+    // A transaction of the test holds the week's row: an update of it waits on the row
+    // lock (reads are not blocked: PostgreSQL reads never wait for row locks).
+    let holder = connect(&school).await;
+    holder
+        .batch_execute(&format!(
+            "begin; select * from lunch_week where lunch_week_id = {id} for update"
+        ))
+        .await
+        .unwrap();
+    let path = format!("/api/lunch-week/{id}");
+    let body = json!({ "lunchWeekId": id, "weekOf": "2021-03-01", "isPublished": false });
+    let update = server.call(&token, Method::PUT, &path, Some(body));
+    let admin = connect("postgres").await;
+    let (update_result, ()) = tokio::join!(update, async {
+        wait_for(
+            "the update to wait on the row lock",
+            Duration::from_secs(10),
+            || async {
+                let row = admin
+                    .query_one(
+                        "select count(*) from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'",
+                        &[&school],
+                    )
+                    .await
+                    .unwrap();
+                (row.get::<_, i64>(0) == 1).then_some(())
+            },
+        )
+        .await;
+        // Past the stall threshold (src/pools/lanes.rs, 10 ms) of the stuck connection.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        // Reads meanwhile, several at a time: they go to the other connection (opened for
+        // them), not behind the stuck update, and all answer well before request_timeout.
+        for _ in 0..5 {
+            let reads = (0..6).map(|_| server.call(&token, Method::GET, "/api/lunch-week", None));
+            for (status, body) in join_all(reads).await {
+                assert_eq!(status, 200, "{body}");
+            }
+        }
+        holder.batch_execute("commit").await.unwrap();
+    });
+    // Once the lock is gone, the update completes too.
+    assert_eq!(update_result.0, 200, "{}", update_result.1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_close_after_idle_timeout() {
+    let server = TestServer::start("[tenants]\nidle_timeout = \"300ms\"\n").await;
+    let school = server.scratch.db("idle");
+    server.add_schools(&[&school]).await;
+    let token = hs256(&claims(&school));
+    let reads = (0..8).map(|_| server.call(&token, Method::GET, "/api/lunch-week", None));
+    for (status, _) in join_all(reads).await {
+        assert_eq!(status, 200);
+    }
+    let admin = connect("postgres").await;
+    assert!(backends(&admin, &school).await >= 1);
+    // Closed by the server, and their budget permits returned.
+    wait_for(
+        "the idle connections to close",
+        Duration::from_secs(10),
+        || async {
+            let closed =
+                backends(&admin, &school).await == 0 && server.running().app.budget.in_use() == 0;
+            closed.then_some(())
+        },
+    )
+    .await;
+    // And the school is served again, on a new connection.
+    assert_eq!(server.weeks_status(&token).await, 200);
+    server.stop().await;
+}
