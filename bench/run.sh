@@ -12,6 +12,9 @@
 #
 # Environment (all optional):
 #   BENCH_DURATION=15        measured seconds per run (wrk and pgbench alike)
+#   BENCH_SLICES=3           the measured seconds are cut into this many slices, wrk and pgbench
+#                            alternating, so both see the same background load (a shared
+#                            machine's speed drifts by 30% within a minute; see BENCHMARKS.md)
 #   BENCH_WARMUP=5           wrk warm-up seconds before each measured run (not counted)
 #   BENCH_CONNECTIONS="32 128"  client connections
 #   BENCH_PGBENCH_MAX_CLIENTS=32  pgbench clients at most: 128 cannot connect (max_connections is 100,
@@ -36,6 +39,7 @@ BENCH_DIR="$ROOT/bench"
 cd "$ROOT"
 
 DURATION="${BENCH_DURATION:-15}"
+SLICES="${BENCH_SLICES:-3}"
 WARMUP="${BENCH_WARMUP:-5}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32 128}"
 PG_MAX_CLIENTS="${BENCH_PGBENCH_MAX_CLIENTS:-32}"
@@ -244,26 +248,38 @@ for connections in $CONNECTIONS; do
     for endpoint in $ENDPOINTS; do
         log "${NAME[$endpoint]} at $connections connections: warm-up ${WARMUP}s"
         [[ "$WARMUP" -gt 0 ]] && run_wrk "$connections" "$WARMUP" "$endpoint" >/dev/null
-        read -r user0 sys0 < <(cpu_split "$SERVER_PID")
+        # wrk and pgbench alternate in slices; requests, errors and CPU add up over the wrk
+        # slices, p50 is their mean and p99 their worst.
+        slice_seconds=$(( DURATION / SLICES > 0 ? DURATION / SLICES : 1 ))
         perf_pid=""
         if [[ "$PERF" == 1 ]]; then
-            perf record ${BENCH_PERF_ARGS:--F 999 -g} -p "$SERVER_PID" -o "$WORK/perf.$endpoint.$connections.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+            perf record ${BENCH_PERF_ARGS:--F 999 -g} -p "$SERVER_PID" -o "$WORK/perf.$endpoint.$connections.data" -- sleep "$slice_seconds" >/dev/null 2>&1 &
             perf_pid=$!
         fi
-        result="$(run_wrk "$connections" "$DURATION" "$endpoint")"
-        read -r user1 sys1 < <(cpu_split "$SERVER_PID")
-        [[ -n "$perf_pid" ]] && wait "$perf_pid" || true
+        log "${NAME[$endpoint]} against pgbench ${SQL[$endpoint]} ($pg_clients clients): $SLICES x ${slice_seconds}s each"
+        requests=0; duration=0; errors=0; p50_sum=0; p99=0; user=0; sys=0; tps_sum=0
+        for slice in $(seq 1 "$SLICES"); do
+            read -r user0 sys0 < <(cpu_split "$SERVER_PID")
+            result="$(run_wrk "$connections" "$slice_seconds" "$endpoint")"
+            read -r user1 sys1 < <(cpu_split "$SERVER_PID")
+            [[ -n "$perf_pid" ]] && { wait "$perf_pid" || true; perf_pid=""; }
+            user=$(( user + user1 - user0 )); sys=$(( sys + sys1 - sys0 ))
+            requests=$(( requests + $(field requests "$result") ))
+            duration=$(( duration + $(field duration_us "$result") ))
+            errors=$(( errors + $(field status "$result") + $(field connect "$result") + $(field read "$result") + $(field write "$result") + $(field timeout "$result") ))
+            p50_sum=$(( p50_sum + $(field p50_us "$result") ))
+            p99=$(( p99 > $(field p99_us "$result") ? p99 : $(field p99_us "$result") ))
+            tps="$(run_pgbench "$pg_clients" "$slice_seconds" "${SQL[$endpoint]}")"
+            [[ -n "$tps" ]] || { cat "$WORK/pgbench.err" >&2; die "pgbench failed"; }
+            tps_sum="$(awk -v a="$tps_sum" -v b="$tps" 'BEGIN { print a + b }')"
+        done
         rss=$(peak_rss_kib "$SERVER_PID")
-        log "pgbench ${SQL[$endpoint]} with $pg_clients clients: ${DURATION}s"
-        tps="$(run_pgbench "$pg_clients" "$DURATION" "${SQL[$endpoint]}")"
-        [[ -n "$tps" ]] || { cat "$WORK/pgbench.err" >&2; die "pgbench failed"; }
+        tps="$(awk -v t="$tps_sum" -v n="$SLICES" 'BEGIN { print t / n }')"
         [[ "$endpoint" == post ]] && psql_q -d "$SCHOOL" -f "$BENCH_DIR/sql/cleanup_posts.sql" >/dev/null
 
-        requests=$(field requests "$result"); duration=$(field duration_us "$result")
-        errors=$(( $(field status "$result") + $(field connect "$result") + $(field read "$result") + $(field write "$result") + $(field timeout "$result") ))
         row="$(awk -v name="${NAME[$endpoint]}" -v c="$connections" -v n="$requests" -v d="$duration" \
-            -v p50="$(field p50_us "$result")" -v p99="$(field p99_us "$result")" -v err="$errors" \
-            -v tps="$tps" -v pgc="$pg_clients" -v u="$((user1 - user0))" -v s="$((sys1 - sys0))" \
+            -v p50="$(( p50_sum / SLICES ))" -v p99="$p99" -v err="$errors" \
+            -v tps="$tps" -v pgc="$pg_clients" -v u="$user" -v s="$sys" \
             -v hz="$CLK_TCK" -v rss="$rss" 'BEGIN {
                 rps = n / (d / 1e6); us = 1e6 / hz;
                 printf "| %s | %d | %.0f | %.2f | %.2f | %d | %.0f (%d) | %.2f | %.0f (%.0f+%.0f) | %.1f |",
@@ -335,7 +351,7 @@ fi
 {
     echo "tenant-edge bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
     echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(psql_q -d postgres -c 'show server_version' | cut -d' ' -f1) PostgreSQL"
-    echo "settings: ${DURATION}s measured after ${WARMUP}s warm-up, wrk -t2, pgbench -M prepared -j 2 (TLS off), pool_max_size $POOL_SIZE, pipeline_depth $PIPELINE_DEPTH, log level $LOG_LEVEL"
+    echo "settings: ${DURATION}s measured in $SLICES slices alternating with pgbench, after ${WARMUP}s warm-up, wrk -t2, pgbench -M prepared -j 2 (TLS off), pool_max_size $POOL_SIZE, pipeline_depth $PIPELINE_DEPTH, log level $LOG_LEVEL"
     echo
     echo "$HEADER"
     echo "$RULE"

@@ -33,7 +33,7 @@ use arc_swap::ArcSwap;
 use bb8::{Pool, PooledConnection, RunError};
 use tokio::sync::Notify;
 
-use super::{PoolError, TenantConnection, TenantManager};
+use super::{Budget, PoolError, TenantConnection, TenantManager};
 
 /// Set in [`Lane::load`] once the lane takes no more requests.
 const RETIRED: u32 = 1 << 31;
@@ -90,6 +90,9 @@ pub struct LaneSet {
     /// Requests waiting for room; a leaving request wakes them only when there are any.
     waiting: AtomicU32,
     room: Notify,
+    /// The connection budget across schools: while it is spent, a school with a lane that
+    /// has room pipelines on it rather than take another school's connection.
+    budget: Arc<Budget>,
     epoch: Instant,
 }
 
@@ -159,7 +162,12 @@ pub struct LaneState {
 
 impl LaneSet {
     /// A set over `pool`, with a background sweep that retires lanes idle for `idle_for`.
-    pub fn new(pool: Pool<TenantManager>, limits: LaneLimits, idle_for: Duration) -> Arc<Self> {
+    pub fn new(
+        pool: Pool<TenantManager>,
+        limits: LaneLimits,
+        idle_for: Duration,
+        budget: Arc<Budget>,
+    ) -> Arc<Self> {
         let set = Arc::new(Self {
             pool,
             lanes: ArcSwap::from_pointee(Vec::new()),
@@ -167,6 +175,7 @@ impl LaneSet {
             opening: AtomicU32::new(0),
             waiting: AtomicU32::new(0),
             room: Notify::new(),
+            budget,
             epoch: Instant::now(),
         });
         spawn_idle_sweep(Arc::downgrade(&set), idle_for);
@@ -216,7 +225,14 @@ impl LaneSet {
 
     /// Where the next request goes, in order of preference:
     /// 1. a lane without a request;
-    /// 2. a new lane, while fewer than `max_lanes` are open or opening;
+    /// 2. a new lane, while fewer than `max_lanes` are open or opening and the budget has
+    ///    a free connection for it beyond those this school is opening already (or this
+    ///    school has no lane making progress and opens none: then it takes an idle
+    ///    connection of another school). Once the budget is spent a school pipelines on
+    ///    its lanes instead of closing another school's connection, which would make that
+    ///    school reconnect, and a burst never opens more lanes than there are free
+    ///    connections, which would leave the surplus waiting for connections that cannot
+    ///    come;
     /// 3. the least loaded lane with room that is making progress;
     /// 4. nowhere yet if a lane is being opened: it will have room and no stuck query;
     /// 5. the least loaded stalled lane with room (nothing better can come);
@@ -250,7 +266,9 @@ impl LaneSet {
             return Placement::Join(lane.clone(), true);
         }
         let opening = self.opening.load(Ordering::SeqCst);
-        if (lanes.len() as u32) + opening < self.limits.max_lanes {
+        if (lanes.len() as u32) + opening < self.limits.max_lanes
+            && (opening < self.budget.free() || (opening == 0 && healthy.is_none()))
+        {
             return Placement::Open;
         }
         if let Some((lane, _)) = healthy {

@@ -109,6 +109,11 @@ impl Budget {
         self.limit.load(Ordering::Relaxed)
     }
 
+    /// Connections that can be opened now without closing another one.
+    pub fn free(&self) -> u32 {
+        self.permits.available_permits() as u32
+    }
+
     pub fn in_use(&self) -> u32 {
         self.limit()
             .saturating_sub(self.permits.available_permits() as u32)
@@ -380,7 +385,7 @@ impl TenantPool {
             depth: settings.pipeline_depth,
             acquire_timeout: settings.acquire_timeout,
         };
-        LaneSet::new(pool, limits, settings.idle_timeout)
+        LaneSet::new(pool, limits, settings.idle_timeout, settings.budget.clone())
     }
 
     /// A place on one of the school's connections for one request, waiting at most

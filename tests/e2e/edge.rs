@@ -572,6 +572,13 @@ async fn a_stuck_client_does_not_hold_the_exit_past_shutdown_grace() {
         &scratch,
         "shutdown_grace = \"1s\"\nheader_read_timeout = \"60s\"\nrequest_timeout = \"60s\"",
     );
+    // Every other bound far beyond shutdown_grace too, so only the grace can end the wait.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[tenants]\n", "[tenants]\nstatement_timeout = \"60s\"\n"),
+    )
+    .unwrap();
     let mut process = Process::spawn(&scratch, &config, &["serve"]);
     let base = process.listening_address().await;
     wait_for("readiness", Duration::from_secs(20), || async {
@@ -611,11 +618,11 @@ async fn a_stuck_client_does_not_hold_the_exit_past_shutdown_grace() {
 
     let signalled = Instant::now();
     process.signal("TERM");
-    assert_eq!(process.exit_code(Duration::from_secs(5)).await, 0);
-    // shutdown_grace (1 s) plus 2 s of slack; the header and request timeouts (60 s) and
-    // statement_timeout (5 s) played no part.
+    assert_eq!(process.exit_code(Duration::from_secs(15)).await, 0);
+    // shutdown_grace (1 s) plus slack for a loaded machine; the header, request and
+    // statement timeouts (60 s) played no part.
     assert!(
-        signalled.elapsed() < Duration::from_secs(3),
+        signalled.elapsed() < Duration::from_secs(10),
         "exit took {:?}",
         signalled.elapsed()
     );

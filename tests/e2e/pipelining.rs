@@ -187,3 +187,28 @@ async fn idle_connections_close_after_idle_timeout() {
     assert_eq!(server.weeks_status(&token).await, 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn with_the_budget_spent_a_school_pipelines_instead_of_waiting_for_a_connection() {
+    // A budget of 3 connections for every school together, and pools that could grow to 8.
+    let server = TestServer::start(
+        "[tenants]\nmax_total_connections = 3\npool_max_size = 8\nacquire_timeout = \"1s\"\n",
+    )
+    .await;
+    let schools = [server.scratch.db("ba"), server.scratch.db("bb")];
+    server.add_schools(&[&schools[0], &schools[1]]).await;
+    let tokens: Vec<String> = schools.iter().map(|s| hs256(&claims(s))).collect();
+
+    // 24 requests at once to one school: its connections stop growing at the budget and
+    // the rest share them; none waits for a connection that cannot come (503).
+    let burst = (0..24).map(|_| server.call(&tokens[0], Method::GET, "/api/lunch-week", None));
+    for (status, body) in join_all(burst).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let admin = connect("postgres").await;
+    assert!(backends(&admin, &schools[0]).await <= 3);
+    // The other school still gets a connection: an idle one of the first is closed for it.
+    assert_eq!(server.weeks_status(&tokens[1]).await, 200);
+    assert!(server.running().app.budget.in_use() <= 3);
+    server.stop().await;
+}
