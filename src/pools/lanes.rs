@@ -96,6 +96,40 @@ pub struct LaneSet {
     epoch: Instant,
 }
 
+/// A claim to open one lane; given back on drop, also when the opening request is
+/// cancelled, and then the waiters look again (to join the new lane, or to open one
+/// themselves after a failure).
+struct Opening<'a> {
+    set: &'a LaneSet,
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.set.opening.fetch_sub(1, Ordering::SeqCst);
+        if self.set.waiting.load(Ordering::SeqCst) > 0 {
+            self.set.room.notify_waiters();
+        }
+    }
+}
+
+/// A request counted among the waiters for as long as it waits, cancelled or not.
+struct Waiting<'a> {
+    set: &'a LaneSet,
+}
+
+impl<'a> Waiting<'a> {
+    fn register(set: &'a LaneSet) -> Self {
+        set.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting { set }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.set.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Where [`LaneSet::decide`] sends a request.
 enum Placement {
     /// Join this lane; `true` when it was chosen for having no request.
@@ -200,14 +234,14 @@ impl LaneSet {
                     continue;
                 }
                 Placement::Open => {
-                    if self.reserve_opening() {
-                        return self.open_lane(database).await;
+                    if let Some(claim) = self.reserve_opening() {
+                        return self.open_lane(claim, database).await;
                     }
                     continue;
                 }
                 Placement::Wait => {}
             }
-            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let waiting = Waiting::register(self);
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
@@ -216,7 +250,7 @@ impl LaneSet {
                 Placement::Wait => tokio::time::timeout_at(give_up, room).await.is_err(),
                 _ => false,
             };
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            drop(waiting);
             if timed_out {
                 return Err(PoolError::Timeout(database.to_string()));
             }
@@ -226,13 +260,13 @@ impl LaneSet {
     /// Where the next request goes, in order of preference:
     /// 1. a lane without a request;
     /// 2. a new lane, while fewer than `max_lanes` are open or opening and the budget has
-    ///    a free connection for it beyond those this school is opening already (or this
-    ///    school has no lane making progress and opens none: then it takes an idle
-    ///    connection of another school). Once the budget is spent a school pipelines on
-    ///    its lanes instead of closing another school's connection, which would make that
-    ///    school reconnect, and a burst never opens more lanes than there are free
-    ///    connections, which would leave the surplus waiting for connections that cannot
-    ///    come;
+    ///    a free connection for it beyond those this school is opening already; or, with
+    ///    no lane with room and none opening, even with the budget spent (the connection
+    ///    then comes from closing an idle one of another school). Once the budget is
+    ///    spent a school pipelines on its lanes, even slow ones, instead of closing
+    ///    another school's connection, which would make that school reconnect; and a
+    ///    burst never opens more lanes than there are free connections, which would leave
+    ///    the surplus waiting for connections that cannot come;
     /// 3. the least loaded lane with room that is making progress;
     /// 4. nowhere yet if a lane is being opened: it will have room and no stuck query;
     /// 5. the least loaded stalled lane with room (nothing better can come);
@@ -266,8 +300,9 @@ impl LaneSet {
             return Placement::Join(lane.clone(), true);
         }
         let opening = self.opening.load(Ordering::SeqCst);
+        let any_room = healthy.is_some() || stalled.is_some();
         if (lanes.len() as u32) + opening < self.limits.max_lanes
-            && (opening < self.budget.free() || (opening == 0 && healthy.is_none()))
+            && (opening < self.budget.free() || (opening == 0 && !any_room))
         {
             return Placement::Open;
         }
@@ -302,14 +337,17 @@ impl LaneSet {
     }
 
     /// Claims the right to open one lane, if lanes open and opening stay below the cap.
-    fn reserve_opening(&self) -> bool {
+    /// The claim is a guard: a request cancelled while it opens (its deadline passed, its
+    /// client went away) gives the claim back, or the school would count a lane that
+    /// never comes and stop opening any.
+    fn reserve_opening(&self) -> Option<Opening<'_>> {
         let mut opening = self.opening.load(Ordering::SeqCst);
         loop {
             // Read after `opening`: a lane that finished opening in between is counted in
             // both (too cautious) rather than in neither (one lane too many).
             let open = self.lanes.load().len() as u32;
             if open + opening >= self.limits.max_lanes {
-                return false;
+                return None;
             }
             match self.opening.compare_exchange(
                 opening,
@@ -317,13 +355,17 @@ impl LaneSet {
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
-                Ok(_) => return true,
+                Ok(_) => return Some(Opening { set: self }),
                 Err(now) => opening = now,
             }
         }
     }
 
-    async fn open_lane(self: &Arc<Self>, database: &str) -> Result<LaneGuard, PoolError> {
+    async fn open_lane(
+        self: &Arc<Self>,
+        claim: Opening<'_>,
+        database: &str,
+    ) -> Result<LaneGuard, PoolError> {
         let checked_out = self.pool.get_owned().await;
         let result = match checked_out {
             Ok(connection) => {
@@ -346,12 +388,9 @@ impl LaneSet {
             Err(RunError::User(err)) => Err(err),
             Err(RunError::TimedOut) => Err(PoolError::Timeout(database.to_string())),
         };
-        // Pushed before this decrement, so `reserve_opening` never counts the lane in neither.
-        self.opening.fetch_sub(1, Ordering::SeqCst);
-        // Waiters may now join the new lane (or, after a failure, try to open one).
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.room.notify_waiters();
-        }
+        // Pushed before the claim is given back, so `reserve_opening` never counts the lane
+        // in neither.
+        drop(claim);
         result
     }
 

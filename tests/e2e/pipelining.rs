@@ -2,11 +2,17 @@
 //! connections, and that never mixes schools, never holds requests up behind a stuck
 //! query when another connection has room, and never keeps idle connections open.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::Method;
 use serde_json::{json, Value};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::server::{claims, hs256, TestServer};
 use crate::support::{connect, wait_for};
@@ -210,5 +216,89 @@ async fn with_the_budget_spent_a_school_pipelines_instead_of_waiting_for_a_conne
     // The other school still gets a connection: an idle one of the first is closed for it.
     assert_eq!(server.weeks_status(&tokens[1]).await, 200);
     assert!(server.running().app.budget.in_use() <= 3);
+    server.stop().await;
+}
+
+/// A TCP relay to PostgreSQL that, while told to hold, accepts new connections and never
+/// answers them (a database server that hangs during connection setup).
+struct Relay {
+    address: SocketAddr,
+    hold: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start() -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let hold = Arc::new(AtomicBool::new(false));
+        let holding = hold.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let hold = holding.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if hold {
+                        // Silent until the client gives up.
+                        let mut buffer = [0u8; 1024];
+                        while matches!(inbound.read(&mut buffer).await, Ok(n) if n > 0) {}
+                        return;
+                    }
+                    if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay {
+            address,
+            hold,
+            task,
+        }
+    }
+
+    fn hold(&self, hold: bool) {
+        self.hold.store(hold, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_request_cancelled_while_its_connection_opens_does_not_block_the_school() {
+    let relay = Relay::start().await;
+    let server = TestServer::start(&format!(
+        "[server]\nrequest_timeout = \"300ms\"\n\
+         [tenants]\nurl = \"postgres://postgres@{}/postgres\"\npool_max_size = 1\n\
+         connect_timeout = \"500ms\"\nacquire_timeout = \"5s\"\n",
+        relay.address
+    ))
+    .await;
+    let school = server.scratch.db("cancelled");
+    server.add_schools(&[&school]).await;
+    let token = hs256(&claims(&school));
+
+    // The school's first connection hangs in its setup: the request's deadline passes
+    // while the connection is being opened, and the request is dropped mid-way.
+    relay.hold(true);
+    let (status, body) = server
+        .call(&token, Method::GET, "/api/lunch-week", None)
+        .await;
+    assert_eq!(status, 504, "{body}");
+
+    // The database answers again: the school's next requests open a connection of their
+    // own; they do not wait for the one the cancelled request was opening.
+    relay.hold(false);
+    server
+        .wait_weeks_status(
+            &token,
+            200,
+            "the school to be served again",
+            Duration::from_secs(10),
+        )
+        .await;
     server.stop().await;
 }
