@@ -455,7 +455,8 @@ impl LaneSet {
         }
         let lanes = self.lanes.load_full();
         let mut idle: Vec<&Arc<Lane>> = lanes.iter().filter(|l| l.requests() == 0).collect();
-        idle.sort_by_key(|l| l.progress_ms.load(Ordering::Relaxed));
+        // Keys read once: requests move `progress_ms` while we sort (see Budget).
+        idle.sort_by_cached_key(|l| l.progress_ms.load(Ordering::Relaxed));
         idle.into_iter().any(|lane| self.retire_if_idle(lane))
     }
 

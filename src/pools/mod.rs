@@ -180,8 +180,10 @@ impl Budget {
                 .collect()
         };
         // Schools that keep a connection after this one go first, most idle first; then
-        // the rest, least recently used first.
-        candidates.sort_by_key(|(pool, state)| {
+        // the rest, least recently used first. Each key is read once (`sort_by_cached_key`):
+        // `last_used` changes under our feet, and a sort whose comparisons disagree with
+        // each other panics.
+        candidates.sort_by_cached_key(|(pool, state)| {
             let keeps_one = state.connections >= 2;
             (
                 !keeps_one,
