@@ -198,7 +198,7 @@ fn list(app: &App) -> Response<Body> {
                 "status": t.status.as_str(),
                 "databaseVersion": t.db_version,
                 "lastError": t.last_error,
-                "pool": { "connections": pool.connections, "idle": pool.idle_connections, "waiting": pool.waiting },
+                "pool": { "connections": pool.connections, "idle": pool.idle_connections, "waiting": pool.waiting, "requests": pool.requests },
             })
         })
         .collect();
@@ -363,6 +363,7 @@ fn render_metrics(app: &App) -> String {
                     connections: u64::from(state.connections),
                     idle: u64::from(state.idle_connections),
                     waiting: state.waiting,
+                    requests: u64::from(state.requests),
                 },
             )
         })

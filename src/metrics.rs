@@ -146,6 +146,8 @@ pub struct PoolGauges {
     pub connections: u64,
     pub idle: u64,
     pub waiting: u64,
+    /// Requests on the school's connections now (more than connections when pipelined).
+    pub requests: u64,
 }
 
 /// What the pools look like now, for one render. Schools outside the top-N label set are

@@ -228,6 +228,7 @@ impl Metrics {
             slot.connections = slot.connections.saturating_add(gauges.connections);
             slot.idle = slot.idle.saturating_add(gauges.idle);
             slot.waiting = slot.waiting.saturating_add(gauges.waiting);
+            slot.requests = slot.requests.saturating_add(gauges.requests);
         }
         // A labelled school without a pool has no pool series.
         let has_pool = |name: &str| pools.schools.iter().any(|(school, _)| *school == name);
@@ -237,7 +238,7 @@ impl Metrics {
         }
         // (name, help, which gauge)
         type PoolSeries = (&'static str, &'static str, fn(&PoolGauges) -> u64);
-        let gauges: [PoolSeries; 3] = [
+        let gauges: [PoolSeries; 4] = [
             (
                 "pool_connections",
                 "Open connections in the school's pool.",
@@ -252,6 +253,11 @@ impl Metrics {
                 "pool_waiting",
                 "Requests waiting for a connection of the school's pool.",
                 |g| g.waiting,
+            ),
+            (
+                "pool_requests",
+                "Requests on the school's connections now (pipelined when above pool_connections).",
+                |g| g.requests,
             ),
         ];
         for (name, help, value) in gauges {

@@ -375,6 +375,7 @@ fn schools_beyond_top_n_are_summed_as_other() {
         connections,
         idle: 1,
         waiting: 0,
+        requests: connections * 2,
     };
     let pools = PoolReport {
         schools: vec![
@@ -408,6 +409,14 @@ fn schools_beyond_top_n_are_summed_as_other() {
         Some(2.0)
     );
     assert!(school_labels(&samples, "pool_waiting").len() <= TOP + 1);
+    assert_eq!(
+        value(&samples, "pool_requests", &[("school", "school-9")]),
+        Some(8.0)
+    );
+    assert_eq!(
+        value(&samples, "pool_requests", &[("school", "other")]),
+        Some(10.0)
+    );
 }
 
 #[test]

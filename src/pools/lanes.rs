@@ -3,17 +3,20 @@
 //!
 //! A request does not take a connection for itself: it joins one of the school's lanes,
 //! and tokio-postgres writes the queries of every request on a lane together and reads
-//! their results together. One wake-up and one read of a backend then serve several
-//! queries, which is what lets PostgreSQL answer more queries per second than with one
-//! query per round trip (bench/run.sh and BENCHMARKS.md have the numbers). It is safe
-//! because every query the API runs is a single autocommit statement: requests that share
-//! a connection share no transaction and no session state.
+//! their results together. A school then needs far fewer connections for the same
+//! traffic (two pipelined connections served 32 concurrent requests as fast as eight
+//! exclusive ones, BENCHMARKS.md), which is what the budget shared by all schools needs;
+//! and PostgreSQL serves pipelined queries with fewer wake-ups (pgbench with 8 queries per
+//! pipeline: 2.5x the queries per second of one per round trip here). It is safe because
+//! every query the API runs is a single autocommit statement: requests that share a
+//! connection share no transaction and no session state.
 //!
-//! Placement: a request joins the least loaded lane; a new lane is opened only when every
-//! lane is busy (so PostgreSQL's parallelism is used before queries are stacked on one
-//! backend), up to `pool_max_size` lanes; a lane carries at most `pipeline_depth`
-//! requests, and when every lane is full a request waits for room, as it would for a free
-//! connection in a plain pool.
+//! Placement (see [`LaneSet::decide`]): an idle lane first; then a new lane while fewer
+//! than `pool_max_size` are open and the budget has a connection to spare (so
+//! PostgreSQL's parallelism is used before queries are stacked on one backend); then the
+//! least loaded lane that is making progress; a lane carries at most `pipeline_depth`
+//! requests, and when every lane is full a request waits for room, as it would for a
+//! free connection in a plain pool.
 //!
 //! Lanes are checked out of the school's bb8 pool, which still opens, validates and
 //! closes the connections (and charges each one to the budget); a lane goes back when it

@@ -821,7 +821,12 @@ async fn per_school_series_are_bounded_by_top_n_plus_other() {
     assert_eq!(of(&schools[1]), 3.0);
     assert_eq!(of("other"), 3.0);
     // Every per-school family carries at most top-N + other labels.
-    for family in ["pool_connections", "pool_idle_connections", "pool_waiting"] {
+    for family in [
+        "pool_connections",
+        "pool_idle_connections",
+        "pool_waiting",
+        "pool_requests",
+    ] {
         let labels = metrics
             .keys()
             .filter(|name| name.starts_with(&format!("{family}{{")))
