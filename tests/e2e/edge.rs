@@ -125,16 +125,7 @@ async fn wait_lock_waiters(database: &str, count: i64) {
     wait_for(
         "requests to wait on the table lock",
         Duration::from_secs(10),
-        || async {
-            let row = admin
-                .query_one(
-                    "select count(*) from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'",
-                    &[&database],
-                )
-                .await
-                .unwrap();
-            (row.get::<_, i64>(0) >= count).then_some(())
-        },
+        || async { (lock_waiters(&admin, database).await >= count).then_some(()) },
     )
     .await;
 }
@@ -430,16 +421,7 @@ async fn a_request_over_request_timeout_is_504() {
     wait_for(
         "the timed-out query to be cancelled",
         Duration::from_secs(5),
-        || async {
-            let row = admin
-                .query_one(
-                    "select count(*) from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'",
-                    &[&school],
-                )
-                .await
-                .unwrap();
-            (row.get::<_, i64>(0) == 0).then_some(())
-        },
+        || async { (lock_waiters(&admin, &school).await == 0).then_some(()) },
     )
     .await;
     lock.release().await;

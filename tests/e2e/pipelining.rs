@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::server::{claims, hs256, TestServer};
-use crate::support::{connect, wait_for};
+use crate::support::{connect, lock_waiters, wait_for};
 
 /// Connections of `database` in pg_stat_activity.
 async fn backends(admin: &tokio_postgres::Client, database: &str) -> i64 {
@@ -136,16 +136,7 @@ async fn a_stuck_query_does_not_hold_up_requests_that_another_connection_can_tak
         wait_for(
             "the update to wait on the row lock",
             Duration::from_secs(10),
-            || async {
-                let row = admin
-                    .query_one(
-                        "select count(*) from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'",
-                        &[&school],
-                    )
-                    .await
-                    .unwrap();
-                (row.get::<_, i64>(0) == 1).then_some(())
-            },
+            || async { (lock_waiters(&admin, &school).await == 1).then_some(()) },
         )
         .await;
         // Past the stall threshold (src/pools/lanes.rs, 10 ms) of the stuck connection.

@@ -32,6 +32,19 @@ pub async fn connect(database: &str) -> Client {
     client
 }
 
+/// Sessions of `database` waiting on a lock now (as `admin`, a connection to another
+/// database, sees them in pg_stat_activity).
+pub async fn lock_waiters(admin: &Client, database: &str) -> i64 {
+    admin
+        .query_one(
+            "select count(*) from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// A test's own namespace of databases and files, cleaned up on drop.
 pub struct Scratch {
     pub prefix: String,
