@@ -565,3 +565,60 @@ async fn the_admin_api_adds_suspends_resumes_and_removes_schools() {
     assert!(existing.contains(&school), "the database is kept");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sighup_with_new_pool_settings_reopens_the_pools_with_them() {
+    let scratch = Scratch::new();
+    let process =
+        ServerProcess::start(&scratch, "proxy.toml", "[tenants]\npool_max_size = 8\n").await;
+    let school = scratch.db("resize");
+    let output = scratch.run(
+        &process.config,
+        &["tenants", "add", "--name", "Resize", "--database", &school],
+    );
+    assert!(output.status.success());
+    let client = http_client();
+    let token = token_for(&school);
+    wait_for("the school", Duration::from_secs(5), || async {
+        (lunch_weeks_status(&client, &process.base, &token).await == 200).then_some(())
+    })
+    .await;
+    let burst = |n: usize| {
+        futures_util::future::join_all(
+            (0..n).map(|_| lunch_weeks_status(&client, &process.base, &token)),
+        )
+    };
+    for status in burst(16).await {
+        assert_eq!(status, 200);
+    }
+    let before = backend_pids(&school).await;
+    assert!(!before.is_empty());
+
+    // One connection per school from now on, carrying up to 32 requests at once.
+    let text = std::fs::read_to_string(&process.config).unwrap();
+    let resized = text.replace(
+        "pool_max_size = 8\n",
+        "pool_max_size = 1\npipeline_depth = 32\n",
+    );
+    assert_ne!(text, resized);
+    std::fs::write(&process.config, resized).unwrap();
+    process.signal("HUP");
+    wait_for(
+        "the connections of the old pool to close",
+        Duration::from_secs(10),
+        || async {
+            let now = backend_pids(&school).await;
+            now.iter().all(|pid| !before.contains(pid)).then_some(())
+        },
+    )
+    .await;
+
+    // The same burst now shares one new connection.
+    for status in burst(16).await {
+        assert_eq!(status, 200);
+    }
+    let after = backend_pids(&school).await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(!before.contains(&after[0]));
+    assert_eq!(process.terminate(Duration::from_secs(10)).await, 0);
+}
