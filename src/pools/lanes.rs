@@ -275,7 +275,7 @@ impl LaneSet {
     /// 5. the least loaded stalled lane with room (nothing better can come);
     /// 6. nowhere: every lane is full, wait.
     fn decide(&self) -> Placement {
-        let lanes = self.lanes.load_full();
+        let lanes = self.lanes.load();
         let now = self.now_ms();
         let depth = self.limits.depth;
         let mut idle = None;

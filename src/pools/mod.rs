@@ -4,8 +4,8 @@
 //! A school's pool is created lazily on its first request and lives in the school's
 //! [`TenantPool`], which a catalog refresh carries over unchanged, so a reload never drops
 //! an unchanged school's connections. Every connection holds one permit of the
-//! [`Budget`] (`[tenants] max_total_connections`); when the budget is spent, the idle pools
-//! of the least recently used schools are closed to make room.
+//! [`Budget`] (`[tenants] max_total_connections`); when the budget is spent, one idle
+//! connection of another school is closed to make room (`Budget::retire_one_idle`).
 //!
 //! A request does not check a connection out for itself: it joins one of the school's
 //! connections, shared by concurrent requests with their queries pipelined (lanes.rs).
@@ -115,8 +115,7 @@ impl Budget {
     }
 
     pub fn in_use(&self) -> u32 {
-        self.limit()
-            .saturating_sub(self.permits.available_permits() as u32)
+        self.limit().saturating_sub(self.free())
     }
 
     /// Changes the cap (configuration reload). Lowering it takes effect as connections
@@ -141,9 +140,9 @@ impl Budget {
         pools.push(Arc::downgrade(pool));
     }
 
-    /// Takes a permit, closing idle pools of the least recently used schools when none is
-    /// free, and waiting at most `wait` for one. Runs only when a new connection is
-    /// opened, never for a request that finds an idle connection in its pool.
+    /// Takes a permit, closing one idle connection of another school when none is free,
+    /// and waiting at most `wait` for one. Runs only when a new connection is opened,
+    /// never for a request that joins one of its school's open connections.
     async fn acquire(
         &self,
         requester: &str,
@@ -269,7 +268,7 @@ impl ManageConnection for TenantManager {
     }
 
     fn has_broken(&self, conn: &mut TenantConnection) -> bool {
-        self.inner.has_broken(&mut conn.client) || conn.broken.load(Ordering::Relaxed)
+        conn.is_broken()
     }
 }
 

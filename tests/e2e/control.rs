@@ -353,22 +353,35 @@ async fn a_catalog_outage_keeps_serving_from_the_snapshot() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn sighup_with_a_broken_file_keeps_running_and_a_new_audience_applies_at_once() {
-    let scratch = Scratch::new();
-    let process = ServerProcess::start(&scratch, "proxy.toml", "").await;
-    let school = scratch.db("reload");
+/// Starts the binary (`extra` as in `config_text`), adds a school with `tenants add` and
+/// waits until the server serves it.
+async fn process_serving_a_school(
+    scratch: &Scratch,
+    extra: &str,
+    name: &str,
+) -> (ServerProcess, String) {
+    let process = ServerProcess::start(scratch, "proxy.toml", extra).await;
+    let school = scratch.db(name);
     let output = scratch.run(
         &process.config,
-        &["tenants", "add", "--name", "Reload", "--database", &school],
+        &["tenants", "add", "--name", "School", "--database", &school],
     );
-    assert!(output.status.success());
+    assert!(output.status.success(), "{}", stderr(&output));
     let client = http_client();
     let token = token_for(&school);
     wait_for("the school", Duration::from_secs(5), || async {
         (lunch_weeks_status(&client, &process.base, &token).await == 200).then_some(())
     })
     .await;
+    (process, school)
+}
+
+#[tokio::test]
+async fn sighup_with_a_broken_file_keeps_running_and_a_new_audience_applies_at_once() {
+    let scratch = Scratch::new();
+    let (process, school) = process_serving_a_school(&scratch, "", "reload").await;
+    let client = http_client();
+    let token = token_for(&school);
 
     let good = std::fs::read_to_string(&process.config).unwrap();
     std::fs::write(&process.config, "[server]\nlisten = \n").unwrap();
@@ -569,20 +582,10 @@ async fn the_admin_api_adds_suspends_resumes_and_removes_schools() {
 #[tokio::test]
 async fn sighup_with_new_pool_settings_reopens_the_pools_with_them() {
     let scratch = Scratch::new();
-    let process =
-        ServerProcess::start(&scratch, "proxy.toml", "[tenants]\npool_max_size = 8\n").await;
-    let school = scratch.db("resize");
-    let output = scratch.run(
-        &process.config,
-        &["tenants", "add", "--name", "Resize", "--database", &school],
-    );
-    assert!(output.status.success());
+    let (process, school) =
+        process_serving_a_school(&scratch, "[tenants]\npool_max_size = 8\n", "resize").await;
     let client = http_client();
     let token = token_for(&school);
-    wait_for("the school", Duration::from_secs(5), || async {
-        (lunch_weeks_status(&client, &process.base, &token).await == 200).then_some(())
-    })
-    .await;
     let burst = |n: usize| {
         futures_util::future::join_all(
             (0..n).map(|_| lunch_weeks_status(&client, &process.base, &token)),

@@ -220,6 +220,31 @@ fn binary_config(scratch: &Scratch, server: &str) -> std::path::PathBuf {
     path
 }
 
+/// Spawns `tenant-edge serve` with `config`, adds the school `name` to the catalog and
+/// waits until it is served: (process, base URL, school database, token).
+async fn serving_process(
+    scratch: &Scratch,
+    config: &std::path::Path,
+    name: &str,
+) -> (Process, String, String, String) {
+    let mut process = Process::spawn(scratch, config, &["serve"]);
+    let base = process.listening_address().await;
+    wait_for("readiness", Duration::from_secs(20), || async {
+        (get(&base, "/readyz", None).await.0 == 200).then_some(())
+    })
+    .await;
+    let school = scratch.db(name);
+    scratch.insert_schools(&[("School", &school)]).await;
+    let token = hs256(&claims(&school));
+    wait_for(
+        "the school to be served",
+        Duration::from_secs(30),
+        || async { (get(&base, "/api/lunch-week", Some(&token)).await.0 == 200).then_some(()) },
+    )
+    .await;
+    (process, base, school, token)
+}
+
 async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
@@ -481,21 +506,7 @@ async fn beyond_max_in_flight_a_request_is_a_fast_503() {
 async fn sigterm_drains_in_flight_requests_and_exits_0() {
     let scratch = Scratch::new();
     let config = binary_config(&scratch, "shutdown_grace = \"10s\"");
-    let mut process = Process::spawn(&scratch, &config, &["serve"]);
-    let base = process.listening_address().await;
-    wait_for("readiness", Duration::from_secs(20), || async {
-        (get(&base, "/readyz", None).await.0 == 200).then_some(())
-    })
-    .await;
-    let school = scratch.db("drain");
-    scratch.insert_schools(&[("Drain", &school)]).await;
-    let token = hs256(&claims(&school));
-    wait_for(
-        "the school to be served",
-        Duration::from_secs(30),
-        || async { (get(&base, "/api/lunch-week", Some(&token)).await.0 == 200).then_some(()) },
-    )
-    .await;
+    let (mut process, base, school, token) = serving_process(&scratch, &config, "drain").await;
 
     // Three requests held in flight by a lock on the school's table.
     let lock = TableLock::take(&school).await;
@@ -561,21 +572,7 @@ async fn a_stuck_client_does_not_hold_the_exit_past_shutdown_grace() {
         text.replace("[tenants]\n", "[tenants]\nstatement_timeout = \"60s\"\n"),
     )
     .unwrap();
-    let mut process = Process::spawn(&scratch, &config, &["serve"]);
-    let base = process.listening_address().await;
-    wait_for("readiness", Duration::from_secs(20), || async {
-        (get(&base, "/readyz", None).await.0 == 200).then_some(())
-    })
-    .await;
-    let school = scratch.db("stuck");
-    scratch.insert_schools(&[("Stuck", &school)]).await;
-    let token = hs256(&claims(&school));
-    wait_for(
-        "the school to be served",
-        Duration::from_secs(30),
-        || async { (get(&base, "/api/lunch-week", Some(&token)).await.0 == 200).then_some(()) },
-    )
-    .await;
+    let (mut process, base, school, token) = serving_process(&scratch, &config, "stuck").await;
     // A request stuck in flight (its table locked; request_timeout 60 s)...
     let lock = TableLock::take(&school).await;
     let stuck = {
