@@ -23,9 +23,11 @@ use bb8_postgres::PostgresConnectionManager;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config as PgConfig, NoTls};
 
+mod batching;
 mod closing_stream;
 mod lanes;
 
+use batching::YieldFirst;
 use closing_stream::ClosingStream;
 pub use lanes::LaneGuard;
 use lanes::{LaneLimits, LaneSet};
@@ -243,7 +245,7 @@ impl ManageConnection for TenantManager {
                 .map_err(connect_error)?;
         tokio::spawn(async move {
             // Errors surface on the client's next call.
-            let _ = connection.await;
+            let _ = YieldFirst::new(connection).await;
             drop(permit);
         });
         let statements = Statements::prepare(&client).await.map_err(connect_error)?;
