@@ -124,7 +124,7 @@ fn token_check(c: &mut Criterion) {
 
 fn snapshot_lookup(c: &mut Criterion) {
     let config = config(0);
-    let settings = Arc::new(PoolSettings::new(&config.tenants, Budget::new(80)));
+    let settings = Arc::new(PoolSettings::new(&config.tenants, Budget::new(80), 1));
     let records: Vec<SchoolRecord> = (1..=300)
         .map(|i| SchoolRecord {
             id: i,

@@ -93,6 +93,9 @@ const SCHOOL_STATUSES: [SchoolStatus; 3] = [
     SchoolStatus::Suspended,
 ];
 
+/// Workers with a `worker_connections_total` series of their own; more fold into the last.
+pub const WORKER_SLOTS: usize = 64;
+
 /// `catalog_loaded_nanos` before the first snapshot.
 const NEVER: u64 = u64::MAX;
 
@@ -103,6 +106,9 @@ pub struct Metrics {
     /// `http_request_duration_seconds`, one histogram per route.
     durations: [Histogram; ROUTE_SLOTS],
     jwt_rejections: [AtomicU64; JWT_SLOTS],
+    /// `worker_connections_total`: client connections accepted by each worker thread, to
+    /// see how evenly the kernel spreads them (http/workers.rs).
+    worker_connections: [AtomicU64; WORKER_SLOTS],
     token_cache_hits: AtomicU64,
     token_cache_misses: AtomicU64,
     catalog_generation: AtomicU64,
@@ -189,6 +195,7 @@ impl Metrics {
             requests: [const { [const { AtomicU64::new(0) }; STATUS_SLOTS] }; ROUTE_SLOTS],
             durations: Default::default(),
             jwt_rejections: [const { AtomicU64::new(0) }; JWT_SLOTS],
+            worker_connections: [const { AtomicU64::new(0) }; WORKER_SLOTS],
             token_cache_hits: AtomicU64::new(0),
             token_cache_misses: AtomicU64::new(0),
             catalog_generation: AtomicU64::new(0),
@@ -211,6 +218,12 @@ impl Metrics {
         let route = route_slot(route);
         self.requests[route][status_slot(status)].fetch_add(1, Ordering::Relaxed);
         self.durations[route].observe(elapsed);
+    }
+
+    /// Counts a client connection accepted by `worker` (`None`: off the workers).
+    pub fn connection_accepted(&self, worker: Option<usize>) {
+        let slot = worker.unwrap_or(0).min(WORKER_SLOTS - 1);
+        self.worker_connections[slot].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a refused token; `reason` is one of [`JWT_REJECTION_REASONS`].

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -23,8 +24,12 @@ use crate::control::{ControlEvent, ControlLoop, RefreshReport};
 use crate::http::cors::Cors;
 use crate::http::server;
 use crate::http::static_files::StaticFiles;
+use crate::http::workers::{self, Workers};
 use crate::metrics::Metrics;
 use crate::pools::{Budget, PoolSettings};
+
+/// How long a shutdown waits for the closed pools' connections to end.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// A started server.
 pub struct Running {
@@ -33,7 +38,7 @@ pub struct Running {
     pub admin_address: Option<SocketAddr>,
     stop_accepting: CancellationToken,
     stop_background: CancellationToken,
-    listener: JoinHandle<()>,
+    workers: Workers,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -53,11 +58,16 @@ pub async fn start(config: Config) -> Result<Running, String> {
         })?),
     };
     let budget = Budget::new(config.tenants.max_total_connections);
+    let worker_count = workers::count(config.server.worker_threads);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let app = Arc::new(App {
         snapshot: ArcSwap::from_pointee(Snapshot::empty()),
         auth: ArcSwap::new(auth.clone()),
-        pool_settings: ArcSwap::from_pointee(PoolSettings::new(&config.tenants, budget.clone())),
+        pool_settings: ArcSwap::from_pointee(PoolSettings::new(
+            &config.tenants,
+            budget.clone(),
+            worker_count as u32,
+        )),
         budget,
         cors: ArcSwap::from_pointee(Cors::new(config.server.cors_origins.clone())),
         static_files,
@@ -69,8 +79,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
         config: ArcSwap::new(config.clone()),
     });
 
-    let listener = server::bind(config.server.listen).await?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let listeners = workers::bind(config.server.listen, worker_count)?;
+    let address = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let admin_listener = match config.admin.listen {
         Some(addr) => Some(server::bind(addr).await?),
         None => None,
@@ -100,7 +110,12 @@ pub async fn start(config: Config) -> Result<Running, String> {
             stop_background.clone(),
         )));
     }
-    let listener = tokio::spawn(server::serve(listener, app.clone(), stop_accepting.clone()));
+    let workers = Workers::start(
+        listeners,
+        app.clone(),
+        stop_accepting.clone(),
+        Arc::new(Semaphore::new(config.server.max_connections)),
+    )?;
     tracing::info!(%address, admin = ?admin_address, "tenant-edge listening");
     Ok(Running {
         app,
@@ -108,7 +123,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         admin_address,
         stop_accepting,
         stop_background,
-        listener,
+        workers,
         background,
     })
 }
@@ -133,8 +148,9 @@ impl Running {
     ///    `shutdown_grace`) and idle keep-alive connections close;
     /// 3. background tasks stop (control loop, listener of catalog changes, JWKS refresh,
     ///    admin listener);
-    /// 4. the pools close with the last snapshot.
-    pub async fn shutdown(self) {
+    /// 4. the pools close with the last snapshot, and their connections end (they run
+    ///    on the workers' threads, which end last).
+    pub async fn shutdown(mut self) {
         self.app.draining.store(true, Ordering::Relaxed);
         // Keep accepting for a moment while /readyz says 503, so the load balancer stops
         // sending before connections are refused.
@@ -143,15 +159,22 @@ impl Running {
             tokio::time::sleep(delay).await;
         }
         self.stop_accepting.cancel();
-        let _ = self.listener.await;
+        self.workers.drained().await;
         self.stop_background.cancel();
-        for task in self.background {
+        for task in self.background.drain(..) {
             let _ = task.await;
         }
         for tenant in self.app.snapshot.load().tenants() {
             tenant.pool.close();
         }
         self.app.snapshot.store(Arc::new(Snapshot::empty()));
+        // Each closed connection sends Terminate from its task and ends once the server
+        // has closed its side (the budget permit goes with it).
+        let closed_by = tokio::time::Instant::now() + CLOSE_WAIT;
+        while self.app.budget.in_use() > 0 && tokio::time::Instant::now() < closed_by {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.workers.join().await;
     }
 }
 

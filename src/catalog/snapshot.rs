@@ -170,7 +170,7 @@ mod tests {
     fn settings() -> Arc<PoolSettings> {
         let config =
             crate::config::from_str("", std::path::Path::new("t.toml"), &|_| None).unwrap();
-        Arc::new(PoolSettings::new(&config.tenants, Budget::new(10)))
+        Arc::new(PoolSettings::new(&config.tenants, Budget::new(10), 1))
     }
 
     fn metrics() -> Metrics {

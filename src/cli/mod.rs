@@ -121,16 +121,18 @@ pub fn main() -> ExitCode {
         eprintln!("tenant-edge: {}", failure.message);
         ExitCode::from(failure.code)
     };
-    // The configuration comes first: it sizes the runtime.
     let config = match load_config(cli.config) {
         Ok(config) => config,
         Err(failure) => return exit(failure),
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.server.worker_threads > 0 {
-        builder.worker_threads(config.server.worker_threads);
-    }
-    let runtime = match builder.enable_all().build() {
+    // The control path's runtime (and the commands'). `serve` runs the data path on
+    // threads of its own (`[server] worker_threads`, http/workers.rs); what runs here
+    // mostly waits on PostgreSQL.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => return exit(Failure::runtime(format!("cannot start the runtime: {err}"))),
     };

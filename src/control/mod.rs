@@ -364,7 +364,13 @@ impl ControlLoop {
                 tracing::error!(error = %err, "reloaded [auth] not applied");
             }
         }
-        let settings = Arc::new(PoolSettings::new(&next.tenants, self.app.budget.clone()));
+        // The worker threads were fixed at start; a reload does not change them.
+        let workers = self.app.pool_settings.load().workers;
+        let settings = Arc::new(PoolSettings::new(
+            &next.tenants,
+            self.app.budget.clone(),
+            workers,
+        ));
         let pools_changed = !settings.same_as(&self.app.pool_settings.load());
         self.app
             .budget

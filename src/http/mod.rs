@@ -1,4 +1,5 @@
-//! The HTTP side of the data path: the listener ([`server`]), one request start to
+//! The HTTP side of the data path: the threads that serve it ([`workers`]), the listener
+//! ([`server`]), one request start to
 //! finish ([`service`]), the pure router, the single error-to-response mapping
 //! ([`error`]), and the edge pieces around them (CORS, request ids, the static front end).
 
@@ -9,3 +10,4 @@ pub mod router;
 pub mod server;
 pub mod service;
 pub mod static_files;
+pub mod workers;

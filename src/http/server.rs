@@ -65,11 +65,16 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, String> {
 }
 
 /// Serves `listener` until `stop` is cancelled, then drains: returns once every
-/// connection has finished or `grace` has passed (whichever is first).
-pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
+/// connection has finished or `grace` has passed (whichever is first). `connections`
+/// caps the open connections of every listener together (`max_connections`).
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    stop: CancellationToken,
+    connections: Arc<Semaphore>,
+) {
     let config = app.config.load_full();
     let builder = Arc::new(connection_builder(&config.server));
-    let connections = Arc::new(Semaphore::new(config.server.max_connections));
     let graceful = GracefulShutdown::new();
     // Cancelled when the grace period ends, to close connections still open then (in the
     // binary the runtime's end would drop them anyway; in-process it must be explicit).
@@ -103,6 +108,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
             continue;
         };
         let _ = stream.set_nodelay(true);
+        app.metrics
+            .connection_accepted(crate::http::workers::current());
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();

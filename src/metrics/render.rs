@@ -39,6 +39,21 @@ impl Metrics {
     fn render_requests(&self, out: &mut String) {
         header(
             out,
+            "worker_connections_total",
+            "counter",
+            "Client connections accepted, by worker thread.",
+        );
+        for (worker, count) in self.worker_connections.iter().enumerate() {
+            let count = count.load(Ordering::Relaxed);
+            if count > 0 {
+                let _ = writeln!(
+                    out,
+                    "worker_connections_total{{worker=\"{worker}\"}} {count}"
+                );
+            }
+        }
+        header(
+            out,
             "http_requests_total",
             "counter",
             "Requests answered, by route and status.",

@@ -11,8 +11,9 @@
 //! every query the API runs is a single autocommit statement: requests that share a
 //! connection share no transaction and no session state.
 //!
-//! Placement (see [`LaneSet::decide`]): an idle lane first; then a new lane while fewer
-//! than `pool_max_size` are open and the budget has a connection to spare (so
+//! Placement (see [`LaneSet::decide`]): an idle lane of the requesting worker thread
+//! first; then a new lane while fewer than `pool_max_size` are open, the worker has fewer
+//! than its share of them, and the budget has a connection to spare (so
 //! PostgreSQL's parallelism is used before queries are stacked on one backend); then the
 //! least loaded lane that is making progress; a lane carries at most `pipeline_depth`
 //! requests, and when every lane is full a request waits for room, as it would for a
@@ -81,6 +82,16 @@ pub struct LaneLimits {
     pub depth: u32,
     /// How long a request waits for a lane with room.
     pub acquire_timeout: Duration,
+    /// Worker threads serving requests (http/workers.rs): each opens at most its share
+    /// of `max_lanes` while another worker's lanes have room, so that every worker has
+    /// lanes of its own instead of crossing threads to the first one's.
+    pub workers: u32,
+}
+
+impl LaneLimits {
+    fn share(&self) -> u32 {
+        self.max_lanes.div_ceil(self.workers.max(1))
+    }
 }
 
 /// The lanes of one school, over the school's bb8 pool.
@@ -90,6 +101,8 @@ pub struct LaneSet {
     limits: LaneLimits,
     /// Lanes being opened right now (they count against `max_lanes`).
     opening: AtomicU32,
+    /// The same, per worker (index: the worker's, modulo the length).
+    opening_by_worker: Box<[AtomicU32]>,
     /// Requests waiting for room; a leaving request wakes them only when there are any.
     waiting: AtomicU32,
     room: Notify,
@@ -104,11 +117,13 @@ pub struct LaneSet {
 /// themselves after a failure).
 struct Opening<'a> {
     set: &'a LaneSet,
+    worker: usize,
 }
 
 impl Drop for Opening<'_> {
     fn drop(&mut self) {
         self.set.opening.fetch_sub(1, Ordering::SeqCst);
+        self.set.opening_by_worker[self.worker].fetch_sub(1, Ordering::SeqCst);
         if self.set.waiting.load(Ordering::SeqCst) > 0 {
             self.set.room.notify_waiters();
         }
@@ -210,6 +225,9 @@ impl LaneSet {
             lanes: ArcSwap::from_pointee(Vec::new()),
             limits,
             opening: AtomicU32::new(0),
+            opening_by_worker: (0..limits.workers.max(1))
+                .map(|_| AtomicU32::new(0))
+                .collect(),
             waiting: AtomicU32::new(0),
             room: Notify::new(),
             budget,
@@ -217,6 +235,11 @@ impl LaneSet {
         });
         spawn_idle_sweep(Arc::downgrade(&set), idle_for);
         set
+    }
+
+    /// This thread's index into `opening_by_worker`.
+    fn worker_slot(&self) -> usize {
+        crate::http::workers::current().unwrap_or(0) % self.opening_by_worker.len()
     }
 
     fn now_ms(&self) -> u64 {
@@ -261,39 +284,60 @@ impl LaneSet {
     }
 
     /// Where the next request goes, in order of preference:
-    /// 1. a lane without a request;
-    /// 2. a new lane, while fewer than `max_lanes` are open or opening and the budget has
-    ///    a free connection for it beyond those this school is opening already; or, with
+    /// 1. a lane of this worker without a request (a lane is "of this worker" when its
+    ///    connection's task runs on the requesting thread, http/workers.rs: no wake-up
+    ///    crosses threads);
+    /// 2. a new lane, while fewer than `max_lanes` are open or opening, this worker has
+    ///    fewer than its share of them (or no lane anywhere has room and makes progress),
+    ///    and the budget has a free connection for it beyond those this school is opening
+    ///    already; or, with
     ///    no lane with room and none opening, even with the budget spent (the connection
     ///    then comes from closing an idle one of another school). Once the budget is
     ///    spent a school pipelines on its lanes, even slow ones, instead of closing
     ///    another school's connection, which would make that school reconnect; and a
     ///    burst never opens more lanes than there are free connections, which would leave
     ///    the surplus waiting for connections that cannot come;
-    /// 3. the least loaded lane with room that is making progress;
-    /// 4. nowhere yet if a lane is being opened: it will have room and no stuck query;
-    /// 5. the least loaded stalled lane with room (nothing better can come);
-    /// 6. nowhere: every lane is full, wait.
+    /// 3. the least loaded lane of this worker with room that is making progress;
+    /// 4. another worker's lane: an idle one, else the least loaded making progress;
+    /// 5. nowhere yet if a lane is being opened: it will have room and no stuck query;
+    /// 6. the least loaded stalled lane with room (nothing better can come);
+    /// 7. nowhere: every lane is full, wait.
     fn decide(&self) -> Placement {
         let lanes = self.lanes.load();
         let now = self.now_ms();
         let depth = self.limits.depth;
+        let here = crate::http::workers::current();
         let mut idle = None;
+        let mut idle_elsewhere = None;
         let mut healthy: Option<(&Arc<Lane>, u32)> = None;
+        let mut healthy_elsewhere: Option<(&Arc<Lane>, u32)> = None;
         let mut stalled: Option<(&Arc<Lane>, u32)> = None;
+        let mut local_lanes = 0;
         for lane in lanes.iter() {
             let load = lane.load.load(Ordering::SeqCst);
-            if load & RETIRED != 0 || load >= depth {
+            // Off the workers (tests, the control path) every lane counts as local.
+            let local = here.is_none() || lane.connection.home == here;
+            if load & RETIRED != 0 {
+                continue;
+            }
+            local_lanes += u32::from(local);
+            if load >= depth {
                 continue;
             }
             if load == 0 {
-                idle = Some(lane);
-                break;
+                if local {
+                    idle = Some(lane);
+                    break;
+                }
+                idle_elsewhere.get_or_insert(lane);
+                continue;
             }
             let slot = if lane.is_stalled(now) {
                 &mut stalled
-            } else {
+            } else if local {
                 &mut healthy
+            } else {
+                &mut healthy_elsewhere
             };
             if slot.is_none_or(|(_, best)| load < best) {
                 *slot = Some((lane, load));
@@ -303,13 +347,26 @@ impl LaneSet {
             return Placement::Join(lane.clone(), true);
         }
         let opening = self.opening.load(Ordering::SeqCst);
-        let any_room = healthy.is_some() || stalled.is_some();
+        let healthy_room =
+            healthy.is_some() || idle_elsewhere.is_some() || healthy_elsewhere.is_some();
+        let any_room = healthy_room || stalled.is_some();
+        // Beyond its share only when no lane anywhere has room and makes progress.
+        let opening_here = self.opening_by_worker[self.worker_slot()].load(Ordering::SeqCst);
+        let within_share =
+            here.is_none() || local_lanes + opening_here < self.limits.share() || !healthy_room;
         if (lanes.len() as u32) + opening < self.limits.max_lanes
+            && within_share
             && (opening < self.budget.free() || (opening == 0 && !any_room))
         {
             return Placement::Open;
         }
         if let Some((lane, _)) = healthy {
+            return Placement::Join(lane.clone(), false);
+        }
+        if let Some(lane) = idle_elsewhere {
+            return Placement::Join(lane.clone(), true);
+        }
+        if let Some((lane, _)) = healthy_elsewhere {
             return Placement::Join(lane.clone(), false);
         }
         if opening > 0 {
@@ -358,7 +415,11 @@ impl LaneSet {
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
-                Ok(_) => return Some(Opening { set: self }),
+                Ok(_) => {
+                    let worker = self.worker_slot();
+                    self.opening_by_worker[worker].fetch_add(1, Ordering::SeqCst);
+                    return Some(Opening { set: self, worker });
+                }
                 Err(now) => opening = now,
             }
         }

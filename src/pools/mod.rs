@@ -46,6 +46,9 @@ pub struct TenantConnection {
     /// Where it is connected, for cancel requests (which travel on a new socket).
     target: Arc<PgConfig>,
     connect_timeout: Duration,
+    /// The worker thread its connection task runs on (http/workers.rs); `None` off the
+    /// workers. Requests on that worker prefer it: no wake-up crosses threads.
+    pub home: Option<usize>,
 }
 
 impl TenantConnection {
@@ -255,6 +258,9 @@ impl ManageConnection for TenantManager {
             broken: AtomicBool::new(false),
             target: self.target.clone(),
             connect_timeout: self.connect_timeout,
+            // bb8 runs `connect` in a task spawned from the requesting task, so on the
+            // requesting worker's runtime, where `tokio::spawn` above put the connection.
+            home: crate::http::workers::current(),
         })
     }
 
@@ -284,10 +290,13 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
     pub budget: Arc<Budget>,
+    /// Worker threads serving requests (fixed at start): each has its share of a
+    /// school's connections.
+    pub workers: u32,
 }
 
 impl PoolSettings {
-    pub fn new(config: &TenantsConfig, budget: Arc<Budget>) -> Self {
+    pub fn new(config: &TenantsConfig, budget: Arc<Budget>, workers: u32) -> Self {
         let mut target = config.target.clone();
         target.connect_timeout(config.connect_timeout);
         // A slow query fails on its own instead of holding a connection for the whole
@@ -307,6 +316,7 @@ impl PoolSettings {
             acquire_timeout: config.acquire_timeout,
             idle_timeout: config.idle_timeout,
             budget,
+            workers,
         }
     }
 }
@@ -387,6 +397,7 @@ impl TenantPool {
             max_lanes: settings.max_size,
             depth: settings.pipeline_depth,
             acquire_timeout: settings.acquire_timeout,
+            workers: settings.workers,
         };
         LaneSet::new(pool, limits, settings.idle_timeout, settings.budget.clone())
     }

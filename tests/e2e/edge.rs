@@ -1275,3 +1275,39 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
     process.signal("TERM");
     assert_eq!(process.exit_code(Duration::from_secs(10)).await, 0);
 }
+
+#[tokio::test]
+async fn every_worker_thread_takes_connections() {
+    let (server, _school, token) = school_server("[server]\nworker_threads = 2\n").await;
+    // A fresh client per request, so each request is a new TCP connection from a new
+    // port; the kernel spreads them over the two listeners (SO_REUSEPORT), so 24 of them
+    // all landing on one worker would be a 1-in-8-million chance.
+    let requests = (0..24).map(|_| {
+        let client = http_client();
+        let url = format!("{}/api/lunch-week", server.base);
+        let token = token.clone();
+        async move {
+            let auth = format!("Bearer {token}");
+            send(
+                &client,
+                Method::GET,
+                &url,
+                &[("authorization", &auth)],
+                None,
+            )
+            .await
+            .expect("answer")
+            .0
+        }
+    });
+    for status in futures_util::future::join_all(requests).await {
+        assert_eq!(status, 200);
+    }
+    let metrics = scrape(&server).await;
+    let w0 = value(&metrics, r#"worker_connections_total{worker="0"}"#);
+    let w1 = value(&metrics, r#"worker_connections_total{worker="1"}"#);
+    assert!(w0 >= 1.0 && w1 >= 1.0, "worker 0: {w0}, worker 1: {w1}");
+    assert!(w0 + w1 >= 24.0, "worker 0: {w0}, worker 1: {w1}");
+    assert!(!metrics.contains_key(r#"worker_connections_total{worker="2"}"#));
+    server.stop().await;
+}
