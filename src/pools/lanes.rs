@@ -44,9 +44,12 @@ const RETIRED: u32 = 1 << 31;
 
 /// A busy lane that has finished no request for this long is stalled (a query waiting on
 /// a lock, say): new requests are stacked behind it only when no other lane has room.
-/// The API's queries take well under a millisecond, so a few milliseconds without
-/// progress already means the head of the lane is stuck.
-const STALL_AFTER_MS: u64 = 10;
+/// The API's queries take well under a millisecond, but on a machine whose cores are
+/// shared (with PostgreSQL, say) a thread is routinely descheduled for 10-30 ms, and
+/// every lane of that thread would then look stuck. With 10 ms here, that sent half of
+/// the requests to another worker's lanes, a cross-thread wake-up each (0.56 `write`s to
+/// an eventfd per request, BENCHMARKS.md); 100 ms is still far beyond any healthy query.
+const STALL_AFTER_MS: u64 = 100;
 
 /// One connection and the requests on it now.
 pub struct Lane {
