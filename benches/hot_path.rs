@@ -18,6 +18,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
 
 use tenant_edge::api::date::Date;
+use tenant_edge::api::json::WriteJson;
 use tenant_edge::api::model::{Day, Week, WeekWithDays};
 use tenant_edge::auth::Authenticator;
 use tenant_edge::catalog::snapshot::Snapshot;
@@ -192,7 +193,11 @@ fn week_with_days() -> WeekWithDays {
 fn json_encoding(c: &mut Criterion) {
     let mut group = c.benchmark_group("json");
     let week = week_with_days();
+    // What the server writes (src/api/json.rs), and serde_json's derive beside it.
     group.bench_function("week_with_5_days", |b| {
+        b.iter(|| black_box(black_box(&week).to_json()))
+    });
+    group.bench_function("week_with_5_days_serde", |b| {
         b.iter(|| black_box(serde_json::to_vec(black_box(&week)).unwrap()))
     });
     let weeks: Vec<Week> = (0..52)
@@ -203,6 +208,9 @@ fn json_encoding(c: &mut Criterion) {
         })
         .collect();
     group.bench_function("list_of_52_weeks", |b| {
+        b.iter(|| black_box(black_box(&weeks).to_json()))
+    });
+    group.bench_function("list_of_52_weeks_serde", |b| {
         b.iter(|| black_box(serde_json::to_vec(black_box(&weeks)).unwrap()))
     });
     group.finish();

@@ -5,5 +5,6 @@
 
 pub mod date;
 pub mod handlers;
+pub mod json;
 pub mod model;
 pub mod queries;
