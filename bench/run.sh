@@ -26,6 +26,9 @@
 #   BENCH_ZIPF_S=1.0         Zipf exponent of the many-schools scenario
 #   BENCH_POOL_SIZE=8        [tenants] pool_max_size
 #   BENCH_PIPELINE_DEPTH=8   [tenants] pipeline_depth (1: one request per connection)
+#   BENCH_WORKERS=1          [server] worker_threads (0: one per core). 1 by default: on 2 cores
+#                            shared with PostgreSQL and wrk, one worker thread served the
+#                            same or more requests with a fraction of the p99 (BENCHMARKS.md)
 #   BENCH_LOG_LEVEL=info     [log] level (info writes one access line per request, as in production)
 #   BENCH_OUT=target/bench/latest.md  where the table is written too
 #   BENCH_PERF=0             1: record a perf profile of tenant-edge during each measured run
@@ -49,6 +52,7 @@ MANY_CONNECTIONS="${BENCH_MANY_CONNECTIONS:-32}"
 ZIPF_S="${BENCH_ZIPF_S:-1.0}"
 POOL_SIZE="${BENCH_POOL_SIZE:-8}"
 PIPELINE_DEPTH="${BENCH_PIPELINE_DEPTH:-8}"
+WORKERS="${BENCH_WORKERS:-1}"
 LOG_LEVEL="${BENCH_LOG_LEVEL:-info}"
 OUT="${BENCH_OUT:-$ROOT/target/bench/latest.md}"
 PERF="${BENCH_PERF:-0}"
@@ -135,6 +139,7 @@ CONFIG="$WORK/proxy.toml"
 cat >"$CONFIG" <<EOF
 [server]
 listen = "127.0.0.1:$PORT"
+worker_threads = $WORKERS
 
 [catalog]
 url = "postgres://$PGUSER@$PGHOST:$PGPORT/$CATALOG"
@@ -351,7 +356,7 @@ fi
 {
     echo "tenant-edge bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
     echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(psql_q -d postgres -c 'show server_version' | cut -d' ' -f1) PostgreSQL"
-    echo "settings: ${DURATION}s measured in $SLICES slices alternating with pgbench, after ${WARMUP}s warm-up, wrk -t2, pgbench -M prepared -j 2 (TLS off), pool_max_size $POOL_SIZE, pipeline_depth $PIPELINE_DEPTH, log level $LOG_LEVEL"
+    echo "settings: ${DURATION}s measured in $SLICES slices alternating with pgbench, after ${WARMUP}s warm-up, wrk -t2, pgbench -M prepared -j 2 (TLS off), worker_threads $WORKERS, pool_max_size $POOL_SIZE, pipeline_depth $PIPELINE_DEPTH, log level $LOG_LEVEL"
     echo
     echo "$HEADER"
     echo "$RULE"
