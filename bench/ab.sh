@@ -112,8 +112,9 @@ EOF
     "${BIN[$side]}" --config "$config" migrate >/dev/null
     psql_q -d "$school" -f "$BENCH_DIR/sql/seed.sql" >/dev/null
     "$TOKENS_BIN" --key "$ROOT/tests/fixtures/rsa_a.pem" --kid key-a "$school" >"$WORK/$side.token"
+    # A session of its own, as a service manager would start it (see bench/run.sh).
     # shellcheck disable=SC2086
-    env ${ENVS[$side]} "${BIN[$side]}" --config "$config" serve >"$WORK/$side.log" 2>&1 &
+    setsid env ${ENVS[$side]} "${BIN[$side]}" --config "$config" serve >"$WORK/$side.log" 2>&1 &
     PID[$side]=$!
     for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$side]}/readyz" 2>/dev/null && break; sleep 0.1; done
     curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$side]}/readyz" || { cat "$WORK/$side.log" >&2; die "server $side did not start"; }

@@ -26,9 +26,7 @@
 #   BENCH_ZIPF_S=1.0         Zipf exponent of the many-schools scenario
 #   BENCH_POOL_SIZE=8        [tenants] pool_max_size
 #   BENCH_PIPELINE_DEPTH=8   [tenants] pipeline_depth (1: one request per connection)
-#   BENCH_WORKERS=1          [server] worker_threads (0: one per core). 1 by default: on 2 cores
-#                            shared with PostgreSQL and wrk, one worker thread served the
-#                            same or more requests with a fraction of the p99 (BENCHMARKS.md)
+#   BENCH_WORKERS=0          [server] worker_threads (0: one per core, the default)
 #   BENCH_LOG_LEVEL=info     [log] level (info writes one access line per request, as in production)
 #   BENCH_OUT=target/bench/latest.md  where the table is written too
 #   BENCH_PERF=0             1: record a perf profile of tenant-edge during each measured run
@@ -52,7 +50,7 @@ MANY_CONNECTIONS="${BENCH_MANY_CONNECTIONS:-32}"
 ZIPF_S="${BENCH_ZIPF_S:-1.0}"
 POOL_SIZE="${BENCH_POOL_SIZE:-8}"
 PIPELINE_DEPTH="${BENCH_PIPELINE_DEPTH:-8}"
-WORKERS="${BENCH_WORKERS:-1}"
+WORKERS="${BENCH_WORKERS:-0}"
 LOG_LEVEL="${BENCH_LOG_LEVEL:-info}"
 OUT="${BENCH_OUT:-$ROOT/target/bench/latest.md}"
 PERF="${BENCH_PERF:-0}"
@@ -175,7 +173,11 @@ seed() { # databases...
 }
 
 start_server() {
-    "$BIN" --config "$CONFIG" serve >"$WORK/server.log" 2>&1 &
+    # In a session of its own, as a service manager would start it: with the kernel's
+    # autogroup scheduling, a server in wrk's session shares wrk's CPU share, and wrk's
+    # threads then wait behind it (p99 of 85-1,000 ms measured by wrk while the server's
+    # own histogram had 99.6% of requests under 10 ms; BENCHMARKS.md).
+    setsid "$BIN" --config "$CONFIG" serve >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
         if curl -fsS -o /dev/null "$BASE/readyz" 2>/dev/null; then return 0; fi

@@ -42,14 +42,23 @@ use super::{Budget, PoolError, TenantConnection, TenantManager};
 /// Set in [`Lane::load`] once the lane takes no more requests.
 const RETIRED: u32 = 1 << 31;
 
-/// A busy lane that has finished no request for this long is stalled (a query waiting on
-/// a lock, say): new requests are stacked behind it only when no other lane has room.
-/// The API's queries take well under a millisecond, but on a machine whose cores are
-/// shared (with PostgreSQL, say) a thread is routinely descheduled for 10-30 ms, and
-/// every lane of that thread would then look stuck. With 10 ms here, that sent half of
-/// the requests to another worker's lanes, a cross-thread wake-up each (0.56 `write`s to
-/// an eventfd per request, BENCHMARKS.md); 100 ms is still far beyond any healthy query.
-const STALL_AFTER_MS: u64 = 100;
+/// A busy lane is stalled (its head query waits on a lock, say, or its backend gets no
+/// CPU) when it has finished no request for [`LAGGING_MS`] while another lane of the
+/// school finished one since, or for [`STUCK_MS`] in any case. New requests are stacked
+/// behind a stalled lane only when no other lane has room.
+///
+/// Why relative: the API's queries take well under a millisecond, but on a machine whose
+/// cores are shared (with PostgreSQL, say) a thread is routinely descheduled for 10-30
+/// ms, and then *every* lane it serves looks idle for that long. An absolute 10 ms sent
+/// half of the requests of a 2-worker server to the other worker's lanes (0.56
+/// cross-thread wake-ups per request); an absolute 100 ms left a lane whose backend was
+/// descheduled taking new requests for 100 ms (p99 85-1,000 ms on the week at 32
+/// connections). Lagging behind the school's other lanes is what marks the one lane that
+/// is slow.
+const LAGGING_MS: u64 = 10;
+/// See [`LAGGING_MS`]: no lane of the school makes progress (a single connection whose
+/// query is stuck); still far beyond any healthy query.
+const STUCK_MS: u64 = 100;
 
 /// One connection and the requests on it now.
 pub struct Lane {
@@ -70,9 +79,13 @@ impl Lane {
         self.connection.is_broken()
     }
 
-    fn is_stalled(&self, now_ms: u64) -> bool {
+    /// `latest_ms`: the school's latest progress on any lane.
+    fn is_stalled(&self, now_ms: u64, latest_ms: u64) -> bool {
+        let progress = self.progress_ms.load(Ordering::Relaxed);
+        let idle_for = now_ms.saturating_sub(progress);
         self.requests() > 0
-            && now_ms.saturating_sub(self.progress_ms.load(Ordering::Relaxed)) >= STALL_AFTER_MS
+            && (idle_for >= STUCK_MS
+                || (idle_for >= LAGGING_MS && latest_ms.saturating_sub(progress) >= LAGGING_MS))
     }
 }
 
@@ -112,6 +125,8 @@ pub struct LaneSet {
     /// The connection budget across schools: while it is spent, a school with a lane that
     /// has room pipelines on it rather than take another school's connection.
     budget: Arc<Budget>,
+    /// The latest `progress_ms` of any lane.
+    progress_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -189,9 +204,10 @@ impl LaneGuard {
 impl Drop for LaneGuard {
     fn drop(&mut self) {
         let before = self.lane.load.fetch_sub(1, Ordering::SeqCst);
-        self.lane
-            .progress_ms
-            .store(self.set.now_ms(), Ordering::Relaxed);
+        let now = self.set.now_ms();
+        self.lane.progress_ms.store(now, Ordering::Relaxed);
+        // A plain store: two workers racing here differ by a millisecond at most.
+        self.set.progress_ms.store(now, Ordering::Relaxed);
         if before & RETIRED == 0 && self.lane.is_broken() {
             self.lane.load.fetch_or(RETIRED, Ordering::SeqCst);
             self.set.remove(&self.lane);
@@ -234,6 +250,7 @@ impl LaneSet {
             waiting: AtomicU32::new(0),
             room: Notify::new(),
             budget,
+            progress_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         });
         spawn_idle_sweep(Arc::downgrade(&set), idle_for);
@@ -310,6 +327,7 @@ impl LaneSet {
         let now = self.now_ms();
         let depth = self.limits.depth;
         let here = crate::http::workers::current();
+        let latest = self.progress_ms.load(Ordering::Relaxed);
         let mut idle = None;
         let mut idle_elsewhere = None;
         let mut healthy: Option<(&Arc<Lane>, u32)> = None;
@@ -335,7 +353,7 @@ impl LaneSet {
                 idle_elsewhere.get_or_insert(lane);
                 continue;
             }
-            let slot = if lane.is_stalled(now) {
+            let slot = if lane.is_stalled(now, latest) {
                 &mut stalled
             } else if local {
                 &mut healthy

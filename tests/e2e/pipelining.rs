@@ -139,7 +139,8 @@ async fn a_stuck_query_does_not_hold_up_requests_that_another_connection_can_tak
             || async { (lock_waiters(&admin, &school).await == 1).then_some(()) },
         )
         .await;
-        // Past the stall threshold (src/pools/lanes.rs, 100 ms) of the stuck connection.
+        // Past the stall threshold of a school's only busy connection (src/pools/lanes.rs,
+        // STUCK_MS, 100 ms).
         tokio::time::sleep(Duration::from_millis(250)).await;
 
         // Reads meanwhile, several at a time: they go to the other connection (opened for
