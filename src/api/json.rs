@@ -14,12 +14,21 @@ use super::model::{Day, Week, WeekWithDays};
 pub trait WriteJson {
     fn write_json(&self, out: &mut Vec<u8>);
 
+    /// About how many bytes `write_json` appends (at least that, usually): the buffer is
+    /// allocated once instead of growing through four reallocations for the list.
+    fn size_hint(&self) -> usize;
+
     fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(self.size_hint());
         self.write_json(&mut out);
         out
     }
 }
+
+/// `{"lunchWeekId":2147483647,"weekOf":"2020-11-16","isPublished":false}` is 68 bytes.
+const WEEK_BYTES: usize = 68;
+/// The same for a day without its menu's text.
+const DAY_BYTES: usize = 90;
 
 fn int(out: &mut Vec<u8>, value: i32) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
@@ -42,6 +51,10 @@ impl WriteJson for Week {
         week_fields(out, self);
         out.push(b'}');
     }
+
+    fn size_hint(&self) -> usize {
+        WEEK_BYTES
+    }
 }
 
 impl WriteJson for Day {
@@ -62,6 +75,10 @@ impl WriteJson for Day {
         }
         out.push(b'}');
     }
+
+    fn size_hint(&self) -> usize {
+        DAY_BYTES + self.menu_details.as_ref().map_or(0, String::len)
+    }
 }
 
 impl WriteJson for WeekWithDays {
@@ -70,6 +87,10 @@ impl WriteJson for WeekWithDays {
         out.extend_from_slice(b",\"lunchDays\":");
         self.lunch_days.write_json(out);
         out.push(b'}');
+    }
+
+    fn size_hint(&self) -> usize {
+        WEEK_BYTES + 16 + self.lunch_days.size_hint()
     }
 }
 
@@ -84,11 +105,19 @@ impl<T: WriteJson> WriteJson for [T] {
         }
         out.push(b']');
     }
+
+    fn size_hint(&self) -> usize {
+        2 + self.iter().map(|item| item.size_hint() + 1).sum::<usize>()
+    }
 }
 
 impl<T: WriteJson> WriteJson for Vec<T> {
     fn write_json(&self, out: &mut Vec<u8>) {
         self.as_slice().write_json(out);
+    }
+
+    fn size_hint(&self) -> usize {
+        self.as_slice().size_hint()
     }
 }
 
@@ -157,6 +186,16 @@ mod tests {
             lunch_days: Vec::new(),
         };
         assert_eq!(empty.to_json(), serde_json::to_vec(&empty).unwrap());
+        // The hint covers the bytes (one allocation) without being far off.
+        for (hint, written) in [
+            (weeks.size_hint(), weeks.to_json().len()),
+            (week.size_hint(), week.to_json().len()),
+        ] {
+            assert!(
+                hint >= written && hint < written * 2,
+                "{hint} for {written}"
+            );
+        }
         // And it is the API.md form.
         assert_eq!(
             weeks[0].to_json(),
