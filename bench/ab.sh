@@ -18,6 +18,8 @@
 #   AB_TENANTS_A, AB_TENANTS_B  extra lines for [tenants] of each server
 #   AB_SERVER_A, AB_SERVER_B    extra lines for [server] of each server
 #   AB_ENV_A, AB_ENV_B       extra environment for each server ("K=V K2=V2")
+#   AB_LOG_LEVEL_A, AB_LOG_LEVEL_B  [log] level of each server (default info: an access line
+#                            per request, as in production)
 #   AB_ENDPOINT=list         list | week | public | post
 #   AB_CONNECTIONS=32        wrk connections
 #   AB_ROUNDS=4              rounds of (A slice, B slice, pgbench slice)
@@ -77,6 +79,7 @@ declare -A BIN=([A]="${AB_BIN_A:-$ROOT/target/release/tenant-edge}" [B]="${AB_BI
 declare -A TENANTS=([A]="${AB_TENANTS_A:-}" [B]="${AB_TENANTS_B:-}")
 declare -A SERVER=([A]="${AB_SERVER_A:-}" [B]="${AB_SERVER_B:-}")
 declare -A ENVS=([A]="${AB_ENV_A:-}" [B]="${AB_ENV_B:-}")
+declare -A LOG_LEVEL=([A]="${AB_LOG_LEVEL_A:-info}" [B]="${AB_LOG_LEVEL_B:-info}")
 TOKENS_BIN="$ROOT/target/release/examples/bench-tokens"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -105,7 +108,7 @@ jwks_file = "$ROOT/tests/fixtures/jwks_a.json"
 
 [log]
 format = "json"
-level = "info"
+level = "${LOG_LEVEL[$side]}"
 EOF
     "${BIN[$side]}" --config "$config" migrate >/dev/null
     psql_q -d "$catalog" -c "insert into schools (school_name, school_database) values ('AB $side', '$school')" >/dev/null
