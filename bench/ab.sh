@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A/B: two tenant-edge servers side by side, measured in alternating wrk slices with a
 # pgbench slice between each pair, so all three see the same background load (this
-# machine's speed drifts by 30% within a minute; see BENCHMARKS.md, "Noise").
+# machine's speed drifts by 30% within a minute; see BENCHMARKS.md, "Noise"). Even so,
+# the same binary on both sides has differed by up to 12% in req/s over 4 rounds: trust
+# differences beyond that, or repeat with the sides swapped.
 #
 #   bench/ab.sh                                        # the current build against itself
 #   AB_BIN_B=/tmp/old/tenant-edge bench/ab.sh          # a change against an older binary
@@ -163,7 +165,9 @@ log "$ENDPOINT at $CONNECTIONS connections: $ROUNDS rounds of A, B (${SECONDS_PE
 printf '| round | side | req/s | p99 ms | errors | tenant-edge µs/req | PG backends µs/req | wrk µs/req | machine µs/req |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n'
 declare -A SUM_REQ SUM_TE SUM_PG SUM_M SUM_DUR
 for round in $(seq 1 "$ROUNDS"); do
-    for side in A B; do
+    # A first in odd rounds, B first in even ones, so a drifting host favours neither.
+    order="A B"; [[ $(( round % 2 )) == 0 ]] && order="B A"
+    for side in $order; do
         school="${RUN_ID}_${side,,}_s1"
         te0=$(awk '{print $14 + $15}' "/proc/${PID[$side]}/stat"); pg0=$(backend_ticks "$school"); m0=$(machine_ticks)
         perf_pid=""
