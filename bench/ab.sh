@@ -50,9 +50,9 @@ RUN_ID="ab_$(date +%s)_$$"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tenant-edge-ab.XXXXXX")"
 declare -A PID PORT
 
-log() { printf '[ab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+BENCH_LOG_TAG=ab
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 cleanup() {
     local status=$?
@@ -71,10 +71,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-if ! command -v pgbench >/dev/null; then
-    for dir in /usr/lib/postgresql/*/bin; do [[ -x "$dir/pgbench" ]] && PATH="$dir:$PATH"; done
-fi
-command -v pgbench >/dev/null && command -v wrk >/dev/null || die "needs pgbench and wrk (bench/run.sh installs wrk)"
+find_pgbench
+command -v wrk >/dev/null || die "wrk not found (bench/run.sh installs it)"
 
 cargo build --release --quiet --bin tenant-edge --example bench-tokens
 declare -A BIN=([A]="${AB_BIN_A:-$ROOT/target/release/tenant-edge}" [B]="${AB_BIN_B:-$ROOT/target/release/tenant-edge}")
@@ -83,7 +81,6 @@ declare -A SERVER=([A]="${AB_SERVER_A:-}" [B]="${AB_SERVER_B:-}")
 declare -A ENVS=([A]="${AB_ENV_A:-}" [B]="${AB_ENV_B:-}")
 declare -A LOG_LEVEL=([A]="${AB_LOG_LEVEL_A:-info}" [B]="${AB_LOG_LEVEL_B:-info}")
 TOKENS_BIN="$ROOT/target/release/examples/bench-tokens"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 for side in A B; do
     lower="${side,,}"
@@ -152,7 +149,6 @@ wrk_slice() { # side seconds -> RESULT line
         /usr/bin/time -f '%U %S' -o "$WORK/wrk.time" wrk -t2 -c"$CONNECTIONS" -d"${seconds}s" --latency -s "$BENCH_DIR/wrk/api.lua" \
         "http://127.0.0.1:${PORT[$side]}$path" | grep '^RESULT'
 }
-field() { sed -n "s/.*\\b$1=\\([0-9]*\\).*/\\1/p" <<<"$2"; }
 HZ="$(getconf CLK_TCK)"
 
 for side in A B; do wrk_slice "$side" "$WARMUP" >/dev/null; done

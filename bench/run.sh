@@ -66,10 +66,10 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/tenant-edge-bench.XXXXXX")"
 SERVER_PID=""
 SAMPLER_PID=""
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+BENCH_LOG_TAG=bench
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
-psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 stop_server() {
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -105,10 +105,7 @@ trap 'log "interrupted"; exit 130' INT TERM
 
 # ---------------------------------------------------------------- tools
 
-if ! command -v pgbench >/dev/null; then
-    for dir in /usr/lib/postgresql/*/bin; do [[ -x "$dir/pgbench" ]] && PATH="$dir:$PATH"; done
-fi
-command -v pgbench >/dev/null || die "pgbench not found (install postgresql-contrib or the postgresql-client package)"
+find_pgbench
 command -v psql >/dev/null || die "psql not found"
 if ! command -v wrk >/dev/null; then
     log "installing wrk"
@@ -127,10 +124,6 @@ TOKENS_BIN="$ROOT/target/release/examples/bench-tokens"
 
 # ---------------------------------------------------------------- configuration
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-        || echo $((20000 + RANDOM % 20000))
-}
 PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
 CONFIG="$WORK/proxy.toml"
@@ -227,7 +220,6 @@ psql_q -d "$SCHOOL" -f "$BENCH_DIR/sql/cleanup_posts.sql" >/dev/null
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 cpu_split() { awk '{print $14, $15}' "/proc/$1/stat"; }
 peak_rss_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
-field() { sed -n "s/.*\\b$1=\\([0-9]*\\).*/\\1/p" <<<"$2"; }
 
 run_wrk() { # connections seconds endpoint -> RESULT line
     local connections=$1 seconds=$2 endpoint=$3 token="$TOKEN"
