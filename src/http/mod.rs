@@ -1,7 +1,7 @@
 //! The HTTP side of the data path: the threads that serve it ([`workers`]), the listener
-//! ([`server`]), one request start to
-//! finish ([`service`]), the pure router, the single error-to-response mapping
-//! ([`error`]), and the edge pieces around them (CORS, request ids, the static front end).
+//! ([`server`]), one request start to finish ([`service`]), the pure router, the single
+//! error-to-response mapping ([`error`]), and the edge pieces around them (CORS, request
+//! ids, the static front end).
 
 pub mod cors;
 pub mod error;

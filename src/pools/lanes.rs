@@ -13,11 +13,11 @@
 //!
 //! Placement (see [`LaneSet::decide`]): an idle lane of the requesting worker thread
 //! first; then a new lane while fewer than `pool_max_size` are open, the worker has fewer
-//! than its share of them, and the budget has a connection to spare (so
-//! PostgreSQL's parallelism is used before queries are stacked on one backend); then the
-//! least loaded lane that is making progress; a lane carries at most `pipeline_depth`
-//! requests, and when every lane is full a request waits for room, as it would for a
-//! free connection in a plain pool.
+//! than its share of them, and the budget has a connection to spare (so PostgreSQL's
+//! parallelism is used before queries are stacked on one backend); then the worker's
+//! least loaded lane that is making progress; then another worker's lane. A lane carries
+//! at most `pipeline_depth` requests, and when every lane is full a request waits for
+//! room, as it would for a free connection in a plain pool.
 //!
 //! Lanes are checked out of the school's bb8 pool, which still opens, validates and
 //! closes the connections (and charges each one to the budget); a lane goes back when it
@@ -51,10 +51,9 @@ const RETIRED: u32 = 1 << 31;
 /// cores are shared (with PostgreSQL, say) a thread is routinely descheduled for 10-30
 /// ms, and then *every* lane it serves looks idle for that long. An absolute 10 ms sent
 /// half of the requests of a 2-worker server to the other worker's lanes (0.56
-/// cross-thread wake-ups per request); an absolute 100 ms left a lane whose backend was
-/// descheduled taking new requests for 100 ms (p99 85-1,000 ms on the week at 32
-/// connections). Lagging behind the school's other lanes is what marks the one lane that
-/// is slow.
+/// cross-thread wake-ups per request, measured); an absolute 100 ms alone would let a
+/// lane whose backend gets no CPU take new requests for 100 ms. Lagging behind the
+/// school's other lanes is what marks the one lane that is slow.
 const LAGGING_MS: u64 = 10;
 /// See [`LAGGING_MS`]: no lane of the school makes progress (a single connection whose
 /// query is stuck); still far beyond any healthy query.
