@@ -5,8 +5,10 @@
 //! the tenant was resolved; there is no other way to reach a database from here, which
 //! is what keeps one school's rows out of another school's responses.
 
+use futures_util::StreamExt;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 use crate::api::date::Date;
 use crate::api::json::WriteJson;
@@ -42,70 +44,106 @@ fn db_error(conn: &TenantConnection, err: tokio_postgres::Error) -> ApiError {
     ApiError::Database(err)
 }
 
-fn week_from(row: &Row) -> Week {
-    Week {
-        lunch_week_id: row.get(0),
-        week_of: row.get(1),
-        is_published: row.get(2),
-    }
+fn week_from(row: &Row) -> Result<Week, tokio_postgres::Error> {
+    Ok(Week {
+        lunch_week_id: row.try_get(0)?,
+        week_of: row.try_get(1)?,
+        is_published: row.try_get(2)?,
+    })
 }
 
-fn day_from(row: &Row) -> Day {
-    Day {
-        lunch_day_id: row.get(0),
-        lunch_week_id: row.get(1),
-        day: row.get(2),
-        menu_details: row.get(3),
+fn day_from(row: &Row) -> Result<Day, tokio_postgres::Error> {
+    Ok(Day {
+        lunch_day_id: row.try_get(0)?,
+        lunch_week_id: row.try_get(1)?,
+        day: row.try_get(2)?,
+        menu_details: row.try_get(3)?,
+    })
+}
+
+/// Runs a prepared statement and hands each row to `each` as it arrives.
+///
+/// Why not `Client::query`: it collects every row into a growing `Vec<Row>` first, so all
+/// 52 rows of the week list (each with its own heap block) are alive at once before any
+/// is decoded. Decoding each row as it comes keeps one alive at a time, and the typed
+/// values go straight into a vector sized for them. Columns are read with `try_get`: a
+/// table changed behind our back is an error for this request, never a panic.
+async fn for_each_row(
+    conn: &TenantConnection,
+    statement: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+    mut each: impl FnMut(&Row) -> Result<(), tokio_postgres::Error>,
+) -> Result<(), ApiError> {
+    let rows = conn
+        .client
+        .query_raw(statement, params.iter().map(|p| *p as &dyn ToSql))
+        .await
+        .map_err(|e| db_error(conn, e))?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(|e| db_error(conn, e))?;
+        each(&row).map_err(|e| db_error(conn, e))?;
     }
+    Ok(())
 }
 
 /// Folds the rows of the week-with-days join (one row per day, or one row of nulls for a
-/// week without days) into the nested form.
-fn week_with_days(rows: &[Row]) -> Option<WeekWithDays> {
-    let first = rows.first()?;
-    let week = week_from(first);
-    let lunch_days = rows
-        .iter()
-        .filter_map(|row| {
-            let lunch_day_id: Option<i32> = row.get(3);
-            Some(Day {
-                lunch_day_id: lunch_day_id?,
-                lunch_week_id: week.lunch_week_id,
-                day: row.get(4),
-                menu_details: row.get(5),
-            })
-        })
-        .collect();
-    Some(WeekWithDays { week, lunch_days })
+/// week without days) into the nested form; `None` when there is no row at all.
+async fn week_with_days(
+    conn: &TenantConnection,
+    statement: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<WeekWithDays>, ApiError> {
+    let mut found: Option<WeekWithDays> = None;
+    for_each_row(conn, statement, params, |row| {
+        let nested = match &mut found {
+            Some(nested) => nested,
+            None => found.insert(WeekWithDays {
+                week: week_from(row)?,
+                lunch_days: Vec::with_capacity(DAYS_PER_WEEK),
+            }),
+        };
+        let lunch_day_id: Option<i32> = row.try_get(3)?;
+        if let Some(lunch_day_id) = lunch_day_id {
+            nested.lunch_days.push(Day {
+                lunch_day_id,
+                lunch_week_id: nested.week.lunch_week_id,
+                day: row.try_get(4)?,
+                menu_details: row.try_get(5)?,
+            });
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(found)
 }
 
+/// Room for a school year of weeks without growing (the seed data has 52).
+const WEEKS_HINT: usize = 64;
+/// A school week; more days only grow the vector.
+const DAYS_PER_WEEK: usize = 5;
+
 pub async fn list_weeks(conn: &TenantConnection) -> Result<Reply, ApiError> {
-    let rows = conn
-        .client
-        .query(&conn.statements.list_weeks, &[])
-        .await
-        .map_err(|e| db_error(conn, e))?;
-    let weeks: Vec<Week> = rows.iter().map(week_from).collect();
+    let mut weeks: Vec<Week> = Vec::with_capacity(WEEKS_HINT);
+    for_each_row(conn, &conn.statements.list_weeks, &[], |row| {
+        weeks.push(week_from(row)?);
+        Ok(())
+    })
+    .await?;
     Ok(written(&weeks))
 }
 
 pub async fn get_week(conn: &TenantConnection, id: i32) -> Result<Reply, ApiError> {
-    let rows = conn
-        .client
-        .query(&conn.statements.get_week, &[&id])
-        .await
-        .map_err(|e| db_error(conn, e))?;
-    let week = week_with_days(&rows).ok_or(ApiError::WeekNotFound(id))?;
+    let week = week_with_days(conn, &conn.statements.get_week, &[&id])
+        .await?
+        .ok_or(ApiError::WeekNotFound(id))?;
     Ok(written(&week))
 }
 
 pub async fn public_week(conn: &TenantConnection, week_of: Date) -> Result<Reply, ApiError> {
-    let rows = conn
-        .client
-        .query(&conn.statements.public_week, &[&week_of])
-        .await
-        .map_err(|e| db_error(conn, e))?;
-    let week = week_with_days(&rows).ok_or(ApiError::NoPublishedWeek(week_of))?;
+    let week = week_with_days(conn, &conn.statements.public_week, &[&week_of])
+        .await?
+        .ok_or(ApiError::NoPublishedWeek(week_of))?;
     Ok(written(&week))
 }
 
@@ -119,7 +157,7 @@ pub async fn create_week(conn: &TenantConnection, input: WeekInput) -> Result<Re
         .await
         .map_err(|e| db_error(conn, e))?;
     Ok(json(&NewWeekId {
-        lunch_week_id: row.get(0),
+        lunch_week_id: row.try_get(0).map_err(|e| db_error(conn, e))?,
     }))
 }
 
@@ -147,12 +185,12 @@ pub async fn delete_week(conn: &TenantConnection, id: i32) -> Result<Reply, ApiE
 }
 
 pub async fn list_days(conn: &TenantConnection, week_id: i32) -> Result<Reply, ApiError> {
-    let rows = conn
-        .client
-        .query(&conn.statements.list_days, &[&week_id])
-        .await
-        .map_err(|e| db_error(conn, e))?;
-    let days: Vec<Day> = rows.iter().map(day_from).collect();
+    let mut days: Vec<Day> = Vec::with_capacity(DAYS_PER_WEEK);
+    for_each_row(conn, &conn.statements.list_days, &[&week_id], |row| {
+        days.push(day_from(row)?);
+        Ok(())
+    })
+    .await?;
     Ok(written(&days))
 }
 
@@ -170,7 +208,7 @@ pub async fn create_day(
         .await;
     match result {
         Ok(row) => Ok(json(&NewDayId {
-            lunch_day_id: row.get(0),
+            lunch_day_id: row.try_get(0).map_err(|e| db_error(conn, e))?,
         })),
         // The week does not exist: the client's mistake, not a server error.
         Err(err) if err.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {

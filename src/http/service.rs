@@ -291,7 +291,9 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 /// A 200 JSON response with a weak ETag; `If-None-Match` with that tag gets a 304, as the
 /// original's Express did (browsers revalidate with it).
 fn with_etag(request: &http::HeaderMap, body: Vec<u8>) -> Response<Body> {
-    let tag = format!("W/\"{:x}-{:016x}\"", body.len(), body_hash(&body));
+    let tag_bytes = etag(&body);
+    // Only ASCII was written.
+    let tag = std::str::from_utf8(&tag_bytes).unwrap_or_default();
     let matches = request
         .get_all(IF_NONE_MATCH)
         .iter()
@@ -308,25 +310,58 @@ fn with_etag(request: &http::HeaderMap, body: Vec<u8>) -> Response<Body> {
     } else {
         json_response(StatusCode::OK, body)
     };
-    if let Ok(value) = HeaderValue::from_str(&tag) {
+    if let Ok(value) = HeaderValue::from_str(tag) {
         response.headers_mut().insert(ETAG, value);
     }
     response
 }
 
-/// A fast 64-bit hash of a response body for its weak ETag (8 bytes per step; SipHash's
-/// resistance to chosen collisions buys nothing here, where a collision only costs a
-/// client one stale 304 of its own school's data).
+/// `W/"<length in hex>-<hash in 16 hex digits>"`, written without the formatting machinery
+/// (this runs on every JSON response).
+fn etag(body: &[u8]) -> Vec<u8> {
+    fn hex(out: &mut Vec<u8>, value: u64, min_digits: u32) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digits = (64 - value.leading_zeros()).div_ceil(4).max(min_digits);
+        for shift in (0..digits).rev() {
+            out.push(DIGITS[(value >> (shift * 4)) as usize & 0xf]);
+        }
+    }
+    let mut tag = Vec::with_capacity(40);
+    tag.extend_from_slice(b"W/\"");
+    hex(&mut tag, body.len() as u64, 1);
+    tag.push(b'-');
+    hex(&mut tag, body_hash(body), 16);
+    tag.push(b'"');
+    tag
+}
+
+/// A fast 64-bit hash of a response body for its weak ETag. SipHash's resistance to
+/// chosen collisions buys nothing here, where a collision only costs a client one stale
+/// 304 of its own school's data. Four independent lanes take 32 bytes per step, so the
+/// multiplies overlap instead of waiting on each other (one lane of 8 bytes was 1.5% of
+/// tenant-edge's CPU on the 3 kB week list).
 fn body_hash(body: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut hash: u64 = body.len() as u64;
-    let mut chunks = body.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-        hash = (hash.rotate_left(5) ^ word).wrapping_mul(K);
+    fn mix(lane: u64, word: u64) -> u64 {
+        (lane.rotate_left(5) ^ word).wrapping_mul(K)
     }
-    for &byte in chunks.remainder() {
-        hash = (hash.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+    fn word(bytes: &[u8]) -> u64 {
+        u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]))
+    }
+    let mut lanes: [u64; 4] = [body.len() as u64, 1, 2, 3];
+    let mut blocks = body.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, bytes) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = mix(*lane, word(bytes));
+        }
+    }
+    let mut hash = lanes.iter().fold(0u64, |hash, &lane| mix(hash, lane));
+    let mut words = blocks.remainder().chunks_exact(8);
+    for bytes in &mut words {
+        hash = mix(hash, word(bytes));
+    }
+    for &byte in words.remainder() {
+        hash = mix(hash, u64::from(byte));
     }
     // Final avalanche, so that a change in the last bytes reaches every bit.
     hash ^= hash >> 33;
@@ -358,7 +393,31 @@ fn readiness(app: &App) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
-    use super::body_hash;
+    use super::{body_hash, etag};
+
+    #[test]
+    fn etag_is_length_and_hash_in_hex() {
+        for body in [&b""[..], b"x", &[7u8; 3100]] {
+            let expected = format!("W/\"{:x}-{:016x}\"", body.len(), body_hash(body));
+            assert_eq!(String::from_utf8(etag(body)).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn every_byte_of_a_long_body_changes_the_etag_hash() {
+        // Longer than one 32-byte block, with a tail that is neither whole blocks nor words.
+        let body: Vec<u8> = (0..203u32).map(|i| (i * 7 % 251) as u8).collect();
+        let base = body_hash(&body);
+        for position in 0..body.len() {
+            let mut changed = body.clone();
+            changed[position] ^= 0x80;
+            assert_ne!(body_hash(&changed), base, "byte {position}");
+        }
+        // The same words in other lanes are a different body.
+        let mut swapped = body.clone();
+        swapped[..16].rotate_left(8);
+        assert_ne!(body_hash(&swapped), base);
+    }
 
     #[test]
     fn every_byte_changes_the_etag_hash() {
