@@ -245,14 +245,19 @@ impl Authenticator {
         };
         let now = unix_now();
         let Some(cache) = &self.cache else {
-            return (
-                self.verify_and_remember(token, now).await,
-                CacheLookup::NotAsked,
-            );
+            let result = match token_text(token) {
+                Ok(token) => self.verify_and_remember(token, now).await,
+                Err(err) => Err(err),
+            };
+            return (result, CacheLookup::NotAsked);
         };
         if let Some(principal) = cache.get(token, now) {
             return (Ok(principal), CacheLookup::Hit);
         }
+        let token = match token_text(token) {
+            Ok(token) => token,
+            Err(err) => return (Err(err), CacheLookup::Miss),
+        };
         (
             self.verify_and_remember(token, now).await,
             CacheLookup::Miss,
@@ -266,7 +271,7 @@ impl Authenticator {
     ) -> Result<Arc<Principal>, AuthError> {
         let principal = Arc::new(self.verify(token).await?);
         if let Some(cache) = &self.cache {
-            cache.insert(token, principal.clone(), now);
+            cache.insert(token.as_bytes(), principal.clone(), now);
         }
         Ok(principal)
     }
@@ -452,8 +457,9 @@ impl Authenticator {
 }
 
 /// The token of an `Authorization: Bearer <token>` value, length-checked before anything
-/// else looks at it.
-fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, AuthError> {
+/// else looks at it. Bytes: the verified-token cache is asked first, and a hit needs no
+/// UTF-8 check; [`token_text`] makes it text for verification.
+fn bearer_token(authorization: Option<&[u8]>) -> Result<&[u8], AuthError> {
     let value = match authorization {
         None => return Err(AuthError::Missing),
         Some(value) if value.trim_ascii().is_empty() => return Err(AuthError::Missing),
@@ -473,6 +479,11 @@ fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, AuthError> {
     if token.is_empty() {
         return Err(AuthError::Malformed);
     }
+    Ok(token)
+}
+
+/// A token's text, for verification (only tokens the cache does not know get here).
+fn token_text(token: &[u8]) -> Result<&str, AuthError> {
     std::str::from_utf8(token).map_err(|_| AuthError::Malformed)
 }
 

@@ -671,7 +671,7 @@ async fn an_expired_cache_entry_is_not_used() {
     auth.cache
         .as_ref()
         .unwrap()
-        .insert(&expired, stale, now() - 50);
+        .insert(expired.as_bytes(), stale, now() - 50);
     assert_eq!(
         auth_with(&auth, &expired).await.unwrap_err(),
         AuthError::Expired
