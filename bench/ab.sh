@@ -24,6 +24,8 @@
 #                            per request, as in production)
 #   AB_ENDPOINT=list         list | week | public | post
 #   AB_CONNECTIONS=32        wrk connections
+#   AB_PGBENCH_MAX_CLIENTS=32  pgbench clients at most (as in bench/run.sh: 128 cannot connect
+#                            with max_connections 100)
 #   AB_ROUNDS=4              rounds of (A slice, B slice, pgbench slice)
 #   AB_SECONDS=4             seconds per slice
 #   AB_WARMUP=3              warm-up seconds per server
@@ -40,6 +42,8 @@ cd "$ROOT"
 
 ENDPOINT="${AB_ENDPOINT:-list}"
 CONNECTIONS="${AB_CONNECTIONS:-32}"
+PGBENCH_MAX_CLIENTS="${AB_PGBENCH_MAX_CLIENTS:-32}"
+PGBENCH_CLIENTS=$(( CONNECTIONS < PGBENCH_MAX_CLIENTS ? CONNECTIONS : PGBENCH_MAX_CLIENTS ))
 ROUNDS="${AB_ROUNDS:-4}"
 SECONDS_PER_SLICE="${AB_SECONDS:-4}"
 WARMUP="${AB_WARMUP:-3}"
@@ -157,7 +161,7 @@ if [[ -n "${AB_HOLD:-}" ]]; then
     log "holding until $AB_HOLD is deleted"
     while [[ -e "$AB_HOLD" ]]; do sleep 0.5; done
 fi
-log "$ENDPOINT at $CONNECTIONS connections: $ROUNDS rounds of A, B (${SECONDS_PER_SLICE}s each) and pgbench"
+log "$ENDPOINT at $CONNECTIONS connections: $ROUNDS rounds of A, B (${SECONDS_PER_SLICE}s each) and pgbench ($PGBENCH_CLIENTS clients)"
 printf '| round | side | req/s | p99 ms | errors | tenant-edge µs/req | PG backends µs/req | wrk µs/req | machine µs/req |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n'
 declare -A SUM_REQ SUM_TE SUM_PG SUM_M SUM_DUR
 for round in $(seq 1 "$ROUNDS"); do
@@ -187,7 +191,8 @@ for round in $(seq 1 "$ROUNDS"); do
         [[ "$ENDPOINT" == post ]] && psql_q -d "$school" -f "$BENCH_DIR/sql/cleanup_posts.sql" >/dev/null
     done
     m0=$(machine_ticks)
-    out="$(pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$SECONDS_PER_SLICE" -f "$BENCH_DIR/sql/$SQL" "${RUN_ID}_a_s1" 2>/dev/null)"
+    out="$(pgbench -n -M prepared -c "$PGBENCH_CLIENTS" -j 2 -T "$SECONDS_PER_SLICE" -f "$BENCH_DIR/sql/$SQL" "${RUN_ID}_a_s1" 2>"$WORK/pgbench.err")" \
+        || { cat "$WORK/pgbench.err" >&2; die "pgbench failed"; }
     m1=$(machine_ticks)
     tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1)"
     SUM_TPS=$(awk -v a="${SUM_TPS:-0}" -v b="$tps" 'BEGIN { print a + b }')
