@@ -25,7 +25,7 @@
 #   BENCH_MANY_CONNECTIONS=32
 #   BENCH_ZIPF_S=1.0         Zipf exponent of the many-schools scenario
 #   BENCH_POOL_SIZE=8        [tenants] pool_max_size
-#   BENCH_PIPELINE_DEPTH=8   [tenants] pipeline_depth (1: one request per connection)
+#   BENCH_PIPELINE_DEPTH=16  [tenants] pipeline_depth (1: one request per connection)
 #   BENCH_WORKERS=0          [server] worker_threads (0: one per core, the default)
 #   BENCH_LOG_LEVEL=info     [log] level (info writes one access line per request, as in production)
 #   BENCH_OUT=target/bench/latest.md  where the table is written too
@@ -49,7 +49,7 @@ MANY_SCHOOLS="${BENCH_MANY_SCHOOLS:-300}"
 MANY_CONNECTIONS="${BENCH_MANY_CONNECTIONS:-32}"
 ZIPF_S="${BENCH_ZIPF_S:-1.0}"
 POOL_SIZE="${BENCH_POOL_SIZE:-8}"
-PIPELINE_DEPTH="${BENCH_PIPELINE_DEPTH:-8}"
+PIPELINE_DEPTH="${BENCH_PIPELINE_DEPTH:-16}"
 WORKERS="${BENCH_WORKERS:-0}"
 LOG_LEVEL="${BENCH_LOG_LEVEL:-info}"
 OUT="${BENCH_OUT:-$ROOT/target/bench/latest.md}"

@@ -97,7 +97,7 @@ impl Default for RawTenants {
             url: "postgres://postgres@127.0.0.1:5432".into(),
             pool_max_size: 8,
             pool_min_idle: 0,
-            pipeline_depth: 8,
+            pipeline_depth: 16,
             acquire_timeout: HumanDuration::secs(2),
             idle_timeout: HumanDuration::secs(300),
             connect_timeout: HumanDuration::secs(2),
