@@ -41,6 +41,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: u64,
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1 connection may sit idle between requests. Longer than a load
+    /// balancer's idle timeout, so that the balancer, not we, closes idle connections:
+    /// otherwise it may send a request on a connection we are closing.
+    pub keep_alive_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     /// On SIGTERM, how long /readyz answers 503 while the listener still accepts, so a
@@ -329,6 +333,7 @@ fn validate(
         listen,
         max_body_bytes: positive("server.max_body_bytes", s.max_body_bytes)?,
         header_read_timeout: nonzero("server.header_read_timeout", s.header_read_timeout)?,
+        keep_alive_timeout: nonzero("server.keep_alive_timeout", s.keep_alive_timeout)?,
         request_timeout: nonzero("server.request_timeout", s.request_timeout)?,
         shutdown_grace: s.shutdown_grace.0,
         drain_delay: s.drain_delay.0,
@@ -599,7 +604,7 @@ impl Config {
         let algorithms: Vec<&str> = a.algorithms.iter().map(|x| algorithm_name(*x)).collect();
         format!(
             "# effective configuration from {source}\n\
-             [server]\nlisten = {listen:?}\nmax_body_bytes = {body}\nheader_read_timeout = {hrt:?}\nrequest_timeout = {rt:?}\nshutdown_grace = {sg:?}\ndrain_delay = {dd:?}\nstatic_dir = {sd:?}\nmax_connections = {mc}\nmax_in_flight = {mif}\nworker_threads = {wt}\nmax_header_bytes = {mhb}\nmax_headers = {mh}\ncors_origins = {origins:?}\n\n\
+             [server]\nlisten = {listen:?}\nmax_body_bytes = {body}\nheader_read_timeout = {hrt:?}\nkeep_alive_timeout = {kat:?}\nrequest_timeout = {rt:?}\nshutdown_grace = {sg:?}\ndrain_delay = {dd:?}\nstatic_dir = {sd:?}\nmax_connections = {mc}\nmax_in_flight = {mif}\nworker_threads = {wt}\nmax_header_bytes = {mhb}\nmax_headers = {mh}\ncors_origins = {origins:?}\n\n\
              [catalog]\nurl = {curl:?}\nrefresh_interval = {ri:?}\nnotifications = {notif}\n\n\
              [tenants]\nurl = {turl:?}\npool_max_size = {pms}\npool_min_idle = {pmi}\npipeline_depth = {pd}\nacquire_timeout = {at:?}\nidle_timeout = {it:?}\nconnect_timeout = {ct:?}\nstatement_timeout = {st:?}\nmax_total_connections = {mtc}\nauto_provision = {ap}\nprovision_concurrency = {pc}\n\n\
              [auth]\nissuer = {iss:?}\naudience = {aud:?}\nalgorithms = {algorithms:?}\njwks_url = {ju:?}\njwks_file = {jf:?}\njwks_refresh_interval = {jri:?}\njwks_refetch_cooldown = {jrc:?}\nhs256_secret = {hs:?}\ntenant_claim = {tc:?}\nleeway = {lw:?}\ntoken_cache_capacity = {tcc}\n\n\
@@ -609,6 +614,7 @@ impl Config {
             listen = s.listen.to_string(),
             body = s.max_body_bytes,
             hrt = d(s.header_read_timeout),
+            kat = d(s.keep_alive_timeout),
             rt = d(s.request_timeout),
             sg = d(s.shutdown_grace),
             dd = d(s.drain_delay),
@@ -705,6 +711,12 @@ mod tests {
                 Some(2),
                 Some("server.header_read_timeout"),
                 "duration string",
+            ),
+            (
+                "[server]\nkeep_alive_timeout = \"0s\"\n",
+                None,
+                Some("server.keep_alive_timeout"),
+                "longer than 0s",
             ),
             (
                 "[server]\nlisten = \"nowhere\"\n",

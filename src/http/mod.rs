@@ -5,6 +5,7 @@
 
 pub mod cors;
 pub mod error;
+pub mod keep_alive;
 pub mod request_id;
 pub mod router;
 pub mod server;

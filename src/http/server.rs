@@ -1,9 +1,10 @@
 //! The listener: accepts connections and serves each with hyper (HTTP/1.1 and HTTP/2,
 //! detected per connection), with the protections a public edge needs.
 //!
-//! What it enforces: a timer on the builder, so `header_read_timeout` is really in force
-//! (hyper silently ignores it without one) and also closes idle keep-alive connections; a
-//! cap on the request head size and header count (431 beyond); a cap on open connections
+//! What it enforces: `header_read_timeout` on every HTTP/1 request head and
+//! `keep_alive_timeout` on idle HTTP/1 connections (keep_alive.rs, in place of hyper's
+//! header timer, which would close idle connections at the header timeout); a cap on the
+//! request head size and header count (431 beyond); a cap on open connections
 //! (beyond it a new connection is closed at once); accept errors such as EMFILE back off
 //! instead of spinning. Shutdown stops accepting, lets in-flight requests finish within
 //! the grace period, and closes idle connections.
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::config::ServerConfig;
+use crate::http::keep_alive::{Activity, TimedReads};
 use crate::http::service;
 
 /// Builds the per-connection protocol settings from `[server]`.
@@ -41,9 +43,10 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        // Without a timer, header_read_timeout is silently off.
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
+        // Off on purpose (hyper's default with a timer is 30 s): keep_alive.rs keeps both
+        // the header and the idle deadline.
+        .header_read_timeout(None)
         .max_buf_size(config.max_header_bytes.max(8192))
         .max_headers(config.max_headers)
         .keep_alive(true);
@@ -116,6 +119,8 @@ pub async fn serve(
         let stop = stop.clone();
         let force_close = force_close.clone();
         let header_read_timeout = config.server.header_read_timeout;
+        let keep_alive_timeout = config.server.keep_alive_timeout;
+        let accepted = tokio::time::Instant::now();
         tokio::spawn(async move {
             // The first bytes, under the header timeout; a shutdown meanwhile drops the
             // connection, which has no request in flight yet.
@@ -129,11 +134,31 @@ pub async fn serve(
                 drop(permit);
                 return;
             };
+            // HTTP/1 reads keep the header and idle deadlines; HTTP/2 multiplexes streams
+            // and has its own keep-alive pings, so its reads have none.
+            let activity = (!stream.is_h2()).then(Activity::new);
+            let reads = TimedReads::new(
+                stream,
+                activity.clone().unwrap_or_else(Activity::untimed),
+                accepted,
+                header_read_timeout,
+                keep_alive_timeout,
+            );
             let service = service_fn(move |request| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(service::handle(app, request).await) }
+                let activity = activity.clone();
+                async move {
+                    if let Some(activity) = &activity {
+                        activity.request_started();
+                    }
+                    let response = service::handle(app, request).await;
+                    if let Some(activity) = &activity {
+                        activity.request_finished();
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let connection = builder.serve_connection(TokioIo::new(reads), service);
             tokio::select! {
                 result = watcher.watch(connection) => {
                     if let Err(err) = result {
@@ -194,6 +219,13 @@ pub(crate) struct Prefixed {
     prefix: Vec<u8>,
     offset: usize,
     stream: TcpStream,
+}
+
+impl Prefixed {
+    /// Whether the connection opened with the HTTP/2 preface.
+    pub(crate) fn is_h2(&self) -> bool {
+        self.prefix == H2_PREFACE
+    }
 }
 
 impl AsyncRead for Prefixed {

@@ -318,9 +318,9 @@ async fn idle_connections_are_closed_and_do_not_block_others() {
     // Meanwhile the server answers others at once.
     let (status, _, _) = server.request(Method::GET, "/healthz", &[], None).await;
     assert_eq!(status, 200);
-    // "Closed" means: the server ends each idle connection by itself (hyper's header read
-    // timeout, which with a timer also covers a connection that never sends a byte and an
-    // idle keep-alive one), within the timeout plus slack.
+    // "Closed" means: the server ends each idle connection by itself (the header read
+    // timeout runs from the accept: the preface read, then src/http/keep_alive.rs),
+    // within the timeout plus slack.
     let started = Instant::now();
     let closings = idle.into_iter().map(|mut stream| async move {
         read_to_close(&mut stream, Duration::from_secs(4)).await;
@@ -328,15 +328,33 @@ async fn idle_connections_are_closed_and_do_not_block_others() {
     futures_util::future::join_all(closings).await;
     assert!(started.elapsed() < Duration::from_secs(4));
 
-    // The same for a keep-alive connection left idle after a complete request.
-    let mut stream = TcpStream::connect(&address).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_outlive_the_header_timeout_until_keep_alive_timeout() {
+    let server =
+        TestServer::start("[server]\nheader_read_timeout = \"1s\"\nkeep_alive_timeout = \"3s\"\n")
+            .await;
+    let mut stream = TcpStream::connect(host_port(&server.base)).await.unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    stream.write_all(request).await.unwrap();
     let head = read_head(&mut stream, Duration::from_secs(5)).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    read_to_close(&mut stream, Duration::from_secs(4)).await;
+    // Idle for longer than the header timeout: a load balancer reusing the connection
+    // now must be served, not cut off (hyper's own header timer would have closed it).
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    stream.write_all(request).await.unwrap();
+    let head = read_head(&mut stream, Duration::from_secs(5)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "second request: {head}");
+    // Then, left idle, it is closed at keep_alive_timeout (3 s, plus slack).
+    let idle_since = Instant::now();
+    read_to_close(&mut stream, Duration::from_secs(6)).await;
+    assert!(
+        idle_since.elapsed() >= Duration::from_secs(2),
+        "closed after {:?}, before keep_alive_timeout",
+        idle_since.elapsed()
+    );
     server.stop().await;
 }
 
