@@ -237,13 +237,14 @@ impl Drop for TestServer {
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// The tests' HTTP client. Its idle connections are dropped after 500 ms, below the
-/// shortest `header_read_timeout` a test sets (1 s), which is also how long the server
-/// keeps an idle keep-alive connection: a client that reuses a connection the server is
-/// closing at that moment gets `IncompleteMessage` (forty_schools_share_a_budget_of_ten_connections
+/// The tests' HTTP client. Its idle connections are dropped after 500 ms, below any
+/// timeout after which a test's server closes an idle connection (the shortest a test sets
+/// is 1 s): a client that reuses a connection the server is closing at that moment gets
+/// `IncompleteMessage` (forty_schools_share_a_budget_of_ten_connections
 /// hit it in 11 of 11 full-suite runs on 2026-11-27: its client connection sat idle through the 5 s of
-/// provisioning 40 schools). A client, like a load balancer, must give up idle
-/// connections before the server does.
+/// provisioning 40 schools, and the server then closed idle connections at
+/// header_read_timeout; since 260df80 it keeps them for keep_alive_timeout, 75 s). A
+/// client, like a load balancer, must give up idle connections before the server does.
 pub fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_millis(500))
