@@ -245,33 +245,31 @@ impl Authenticator {
         };
         let now = unix_now();
         let Some(cache) = &self.cache else {
-            let result = match token_text(token) {
-                Ok(token) => self.verify_and_remember(token, now).await,
-                Err(err) => Err(err),
-            };
-            return (result, CacheLookup::NotAsked);
+            return (
+                self.verify_and_remember(token, now).await,
+                CacheLookup::NotAsked,
+            );
         };
         if let Some(principal) = cache.get(token, now) {
             return (Ok(principal), CacheLookup::Hit);
         }
-        let token = match token_text(token) {
-            Ok(token) => token,
-            Err(err) => return (Err(err), CacheLookup::Miss),
-        };
         (
             self.verify_and_remember(token, now).await,
             CacheLookup::Miss,
         )
     }
 
+    /// Full verification of a token the cache does not know (the only place that needs
+    /// it as text).
     async fn verify_and_remember(
         &self,
-        token: &str,
+        token: &[u8],
         now: u64,
     ) -> Result<Arc<Principal>, AuthError> {
-        let principal = Arc::new(self.verify(token).await?);
+        let text = std::str::from_utf8(token).map_err(|_| AuthError::Malformed)?;
+        let principal = Arc::new(self.verify(text).await?);
         if let Some(cache) = &self.cache {
-            cache.insert(token.as_bytes(), principal.clone(), now);
+            cache.insert(token, principal.clone(), now);
         }
         Ok(principal)
     }
@@ -458,7 +456,7 @@ impl Authenticator {
 
 /// The token of an `Authorization: Bearer <token>` value, length-checked before anything
 /// else looks at it. Bytes: the verified-token cache is asked first, and a hit needs no
-/// UTF-8 check; [`token_text`] makes it text for verification.
+/// UTF-8 check (`verify_and_remember` makes it text).
 fn bearer_token(authorization: Option<&[u8]>) -> Result<&[u8], AuthError> {
     let value = match authorization {
         None => return Err(AuthError::Missing),
@@ -480,11 +478,6 @@ fn bearer_token(authorization: Option<&[u8]>) -> Result<&[u8], AuthError> {
         return Err(AuthError::Malformed);
     }
     Ok(token)
-}
-
-/// A token's text, for verification (only tokens the cache does not know get here).
-fn token_text(token: &[u8]) -> Result<&str, AuthError> {
-    std::str::from_utf8(token).map_err(|_| AuthError::Malformed)
 }
 
 /// The two header fields we read ourselves: which configured algorithm the token claims,

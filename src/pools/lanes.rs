@@ -229,8 +229,9 @@ impl Drop for LaneGuard {
             } else {
                 // One place came free: one waiter takes it. Waking all of them made each
                 // finished request cost a wake-up and a placement per waiter, across
-                // threads: at 128 connections on 64 places, 47 vs 38 us of tenant-edge's
-                // CPU per list request (bench/ab.sh). A woken waiter that is cancelled
+                // threads (bench/ab.sh, list at 128 connections on 64 places: 43.1 vs
+                // 49.4 us of tenant-edge's CPU per request in one run, 46.9 vs 45.6 in
+                // the other, sides swapped). A woken waiter that is cancelled
                 // before it looks passes the wake-up on (tokio's Notified does that), and
                 // one that finds the place taken waits again for the next.
                 self.set.room.notify_one();
