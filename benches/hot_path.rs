@@ -17,16 +17,18 @@ use http::Method;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
 
-use tenant_edge::api::date::Date;
-use tenant_edge::api::json::WriteJson;
-use tenant_edge::api::model::{Day, Week, WeekWithDays};
 use tenant_edge::auth::Authenticator;
-use tenant_edge::catalog::snapshot::Snapshot;
-use tenant_edge::catalog::store::SchoolRecord;
 use tenant_edge::config::{self, Config};
-use tenant_edge::http::router::{self, Slug};
-use tenant_edge::metrics::Metrics;
-use tenant_edge::pools::{Budget, PoolSettings};
+use tenant_edge::domain::date::Date;
+use tenant_edge::domain::names::Slug;
+use tenant_edge::lunch::json::WriteJson;
+use tenant_edge::lunch::model::{Day, Week, WeekWithDays};
+use tenant_edge::lunch::queries::STATEMENTS;
+use tenant_edge::lunch::router;
+use tenant_edge::pool::{Budget, PoolSettings};
+use tenant_edge::telemetry::metrics::Metrics;
+use tenant_edge::tenancy::snapshot::Snapshot;
+use tenant_edge::tenancy::store::SchoolRecord;
 
 const TENANT_CLAIM: &str = "https://school-lunch/school_database";
 
@@ -125,7 +127,12 @@ fn token_check(c: &mut Criterion) {
 
 fn snapshot_lookup(c: &mut Criterion) {
     let config = config(0);
-    let settings = Arc::new(PoolSettings::new(&config.tenants, Budget::new(80), 1));
+    let settings = Arc::new(PoolSettings::new(
+        &config.tenants,
+        Budget::new(80),
+        1,
+        &STATEMENTS,
+    ));
     let records: Vec<SchoolRecord> = (1..=300)
         .map(|i| SchoolRecord {
             id: i,
@@ -138,12 +145,13 @@ fn snapshot_lookup(c: &mut Criterion) {
             provision_attempts: 0,
         })
         .collect();
+    let metrics = Metrics::new(20);
     let (snapshot, rejected) = Snapshot::build(
         &records,
         &Snapshot::empty(),
         &settings,
         "catalog",
-        &Metrics::new(20),
+        &|school| metrics.school_counter(school),
     );
     assert!(rejected.is_empty());
     let swap = arc_swap::ArcSwap::from_pointee(snapshot);

@@ -10,9 +10,6 @@ use std::time::Duration;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config as PgConfig, NoTls};
 
-/// PostgreSQL truncates identifiers longer than this many bytes (with only a NOTICE).
-pub const MAX_IDENTIFIER_BYTES: usize = 63;
-
 /// Builds a connection target from a URL or a libpq key=value string, filling what it
 /// leaves out from the standard `PG*` variables (looked up through `env`).
 pub fn parse_target(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<PgConfig, String> {
@@ -141,45 +138,6 @@ pub fn error_text(err: &tokio_postgres::Error) -> String {
     text
 }
 
-/// Why a database name from the catalog or an operator is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
-    #[error("database name is empty")]
-    Empty,
-    #[error("database name {0:?} is longer than 63 bytes (PostgreSQL would truncate it)")]
-    TooLong(String),
-    #[error("database name {0:?} must start with a lowercase letter")]
-    BadStart(String),
-    #[error("database name {0:?} may only contain lowercase letters, digits and _")]
-    BadCharacter(String),
-    #[error("database name {0:?} is reserved")]
-    Reserved(String),
-}
-
-/// Accepts lowercase ASCII letters, digits and `_`, starting with a letter, at most 63
-/// bytes, and not one of PostgreSQL's own databases. Never truncates or rewrites.
-pub fn validate_database_name(name: &str) -> Result<(), NameError> {
-    let Some(first) = name.bytes().next() else {
-        return Err(NameError::Empty);
-    };
-    if name.len() > MAX_IDENTIFIER_BYTES {
-        return Err(NameError::TooLong(name.into()));
-    }
-    if !first.is_ascii_lowercase() {
-        return Err(NameError::BadStart(name.into()));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(NameError::BadCharacter(name.into()));
-    }
-    if matches!(name, "postgres" | "template0" | "template1") {
-        return Err(NameError::Reserved(name.into()));
-    }
-    Ok(())
-}
-
 /// Quotes an identifier for SQL text, doubling embedded quotes. Used even for validated
 /// names, so that safety never depends on validation alone.
 pub fn quote_ident(name: &str) -> String {
@@ -194,31 +152,6 @@ pub fn quote_literal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn database_names() {
-        let long_ok = "a".repeat(63);
-        let too_long = "a".repeat(64);
-        let cases: &[(&str, bool)] = &[
-            ("pinewood_elementary", true),
-            ("a", true),
-            ("school2", true),
-            (&long_ok, true),
-            (&too_long, false),
-            ("", false),
-            ("Bad-Name", false),
-            ("bad-name", false),
-            ("2school", false),
-            ("_school", false),
-            ("x\"; drop", false),
-            ("école", false),
-            ("postgres", false),
-            ("template1", false),
-        ];
-        for (name, ok) in cases {
-            assert_eq!(validate_database_name(name).is_ok(), *ok, "{name:?}");
-        }
-    }
 
     #[test]
     fn quoting() {

@@ -15,18 +15,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
-use crate::app::App;
 use crate::auth::Authenticator;
-use crate::catalog::snapshot::Snapshot;
-use crate::cli::Failure;
 use crate::config::Config;
-use crate::control::{ControlEvent, ControlLoop, RefreshReport};
-use crate::http::cors::Cors;
-use crate::http::server;
-use crate::http::static_files::StaticFiles;
-use crate::http::workers::{self, Workers};
-use crate::metrics::Metrics;
-use crate::pools::{Budget, PoolSettings};
+use crate::control::ControlLoop;
+use crate::edge::server;
+use crate::edge::service::Site;
+use crate::edge::static_files::StaticFiles;
+use crate::edge::workers::{self, Workers};
+use crate::lunch::queries;
+use crate::pool::{Budget, PoolSettings};
+use crate::state::{App, ControlEvent, RefreshReport};
+use crate::telemetry::metrics::Metrics;
+use crate::tenancy::snapshot::Snapshot;
 
 /// How long a shutdown waits for the closed pools' connections to end.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -67,10 +67,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
             &config.tenants,
             budget.clone(),
             worker_count as u32,
+            &queries::STATEMENTS,
         )),
         budget,
-        cors: ArcSwap::from_pointee(Cors::new(config.server.cors_origins.clone())),
-        static_files,
         metrics: Metrics::new(config.admin.metrics_top_schools),
         in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
         catalog_loaded: AtomicBool::new(false),
@@ -110,9 +109,13 @@ pub async fn start(config: Config) -> Result<Running, String> {
             stop_background.clone(),
         )));
     }
+    let site = Arc::new(Site {
+        app: app.clone(),
+        static_files,
+    });
     let workers = Workers::start(
         listeners,
-        app.clone(),
+        site,
         stop_accepting.clone(),
         Arc::new(Semaphore::new(config.server.max_connections)),
     )?;
@@ -175,63 +178,5 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.workers.join().await;
-    }
-}
-
-/// The `serve` command: start, wait for SIGTERM or SIGINT, stop gracefully.
-pub async fn run(mut config: Config, demo: bool) -> Result<(), Failure> {
-    let _log_guard = crate::logging::init(&config.log);
-    // Before anything else: a SIGTERM that arrives while the demo schools are prepared or
-    // the listeners start must stop the process gracefully too, not kill it by the
-    // default action.
-    let stop_signals = StopSignals::install()?;
-    for warning in &config.warnings {
-        tracing::warn!("{}: {warning}", config.source.display());
-    }
-    let demo_token = if demo {
-        Some(crate::demo::prepare(&mut config).await?)
-    } else {
-        None
-    };
-    let running = start(config).await.map_err(Failure::runtime)?;
-    if let Some(token) = demo_token {
-        // The printed curl commands must work as soon as they are printed: wait for the
-        // first catalog snapshot (it holds the demo schools) before printing them.
-        if let Err(err) = running.refresh().await {
-            tracing::warn!(error = %err, "the demo catalog is not loaded yet; the commands below may answer 503 for a moment");
-        }
-        crate::demo::print_instructions(&token, running.address);
-    }
-    stop_signals.wait().await;
-    tracing::info!("shutting down");
-    running.shutdown().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// SIGTERM and SIGINT, registered once at startup. Registering replaces the default action
-/// (terminate) at once, so no signal is lost between startup and the wait.
-struct StopSignals {
-    terminate: tokio::signal::unix::Signal,
-    interrupt: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn install() -> Result<StopSignals, Failure> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let register = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|err| Failure::runtime(format!("cannot handle {name}: {err}")))
-        };
-        Ok(StopSignals {
-            terminate: register(SignalKind::terminate(), "SIGTERM")?,
-            interrupt: register(SignalKind::interrupt(), "SIGINT")?,
-        })
-    }
-
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.terminate.recv() => {}
-            _ = self.interrupt.recv() => {}
-        }
     }
 }

@@ -8,11 +8,11 @@ use std::io::{IsTerminal, Write};
 use tokio_postgres::Client;
 
 use super::Failure;
-use crate::catalog::store;
 use crate::config::Config;
-use crate::migrate::Applied;
-use crate::pg;
-use crate::provision::Provisioner;
+use crate::domain::names;
+use crate::tenancy::migrate::Applied;
+use crate::tenancy::provision::Provisioner;
+use crate::tenancy::store;
 
 /// Connects to the catalog (creating and migrating it) or explains why it cannot.
 pub async fn open_catalog(config: &Config) -> Result<Client, Failure> {
@@ -43,7 +43,7 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
     let mut lines: Vec<(String, Result<Applied, String>)> = Vec::new();
     let mut valid = Vec::new();
     for school in &schools {
-        match pg::validate_database_name(&school.database) {
+        match names::validate_database_name(&school.database) {
             Ok(()) => valid.push(school.database.clone()),
             // Reported and skipped, never truncated or guessed.
             Err(err) => lines.push((school.database.clone(), Err(format!("skipped: {err}")))),

@@ -4,8 +4,10 @@
 //! configuration, as OPERATIONS.md promises). Commands print what a person needs and turn
 //! errors into one clear line; nothing here is used by the data path.
 
+mod demo;
 mod migrate_cmd;
 pub use migrate_cmd::open_catalog;
+mod serve_cmd;
 mod tenants_cmd;
 mod token_cmd;
 
@@ -156,7 +158,7 @@ pub fn load_config(flag: Option<PathBuf>) -> Result<Config, Failure> {
 /// Runs one command with its configuration.
 pub async fn run(command: Option<Command>, config: Config) -> Result<(), Failure> {
     match command.unwrap_or(Command::Serve { demo: false }) {
-        Command::Serve { demo } => crate::serve::run(config, demo).await,
+        Command::Serve { demo } => serve_cmd::run(config, demo).await,
         Command::Migrate => migrate_cmd::run(&config).await,
         Command::Tenants(command) => tenants_cmd::run(&config, command).await,
         Command::Token { school, ttl } => token_cmd::run(&config, &school, ttl),

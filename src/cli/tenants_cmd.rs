@@ -2,11 +2,13 @@
 
 use super::migrate_cmd::open_catalog;
 use super::{Failure, TenantsCommand};
-use crate::catalog::naming;
-use crate::catalog::store::{self, SchoolStatus};
 use crate::config::Config;
+use crate::domain::names;
+use crate::domain::status::SchoolStatus;
 use crate::pg;
-use crate::provision::Provisioner;
+use crate::tenancy::naming;
+use crate::tenancy::provision::Provisioner;
+use crate::tenancy::store;
 
 pub async fn run(config: &Config, command: TenantsCommand) -> Result<(), Failure> {
     let catalog = open_catalog(config).await?;
@@ -39,7 +41,7 @@ pub async fn run(config: &Config, command: TenantsCommand) -> Result<(), Failure
             naming::validate_school_name(&name).map_err(Failure::usage)?;
             let database = match database {
                 Some(database) => {
-                    pg::validate_database_name(&database)
+                    names::validate_database_name(&database)
                         .map_err(|err| Failure::usage(format!("--database: {err}")))?;
                     database
                 }
@@ -50,7 +52,7 @@ pub async fn run(config: &Config, command: TenantsCommand) -> Result<(), Failure
                     "--database: {database} is the catalog database"
                 )));
             }
-            let slug = naming::database_to_slug(&database);
+            let slug = names::database_to_slug(&database);
             store::add_school(&catalog, name.trim(), &database, &slug)
                 .await
                 .map_err(runtime)?;
@@ -93,7 +95,7 @@ pub async fn run(config: &Config, command: TenantsCommand) -> Result<(), Failure
             println!("removed {database} from the catalog");
             if drop_database {
                 // Only a name that passes validation is ever dropped.
-                pg::validate_database_name(&database)
+                names::validate_database_name(&database)
                     .map_err(|err| Failure::runtime(format!("not dropping: {err}")))?;
                 let provisioner = Provisioner::from_config(config);
                 let admin = pg::connect(&provisioner.tenants, provisioner.connect_timeout)

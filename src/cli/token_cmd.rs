@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::Failure;
 use crate::auth;
 use crate::config::{is_hmac, Config};
-use crate::pg;
+use crate::domain::names;
 
 pub fn run(config: &Config, school: &str, ttl: Duration) -> Result<(), Failure> {
     let secret = config.auth.hs256_secret.as_ref().ok_or_else(|| {
@@ -15,7 +15,8 @@ pub fn run(config: &Config, school: &str, ttl: Duration) -> Result<(), Failure> 
             config.source.display()
         ))
     })?;
-    pg::validate_database_name(school).map_err(|err| Failure::usage(format!("--school: {err}")))?;
+    names::validate_database_name(school)
+        .map_err(|err| Failure::usage(format!("--school: {err}")))?;
     if ttl.is_zero() {
         return Err(Failure::usage("--ttl: must be longer than 0s"));
     }

@@ -19,6 +19,7 @@ use tokio_postgres::Config as PgConfig;
 pub use duration::{format_duration, parse_duration, HumanDuration};
 use raw::RawConfig;
 
+use crate::domain::names;
 use crate::pg;
 
 /// The validated configuration.
@@ -363,7 +364,7 @@ fn validate(
     let c = raw.catalog;
     let catalog_target = pg::parse_target(&c.url, env).map_err(|m| bad("catalog.url", m))?;
     let catalog_db = catalog_target.get_dbname().unwrap_or("catalog").to_string();
-    pg::validate_database_name(&catalog_db)
+    names::validate_database_name(&catalog_db)
         .map_err(|e| bad("catalog.url", format!("catalog {e}")))?;
     let mut catalog_target = catalog_target;
     catalog_target.dbname(&catalog_db);

@@ -12,40 +12,21 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
 use crate::auth::Authenticator;
-use crate::catalog::snapshot::{Rejected, Snapshot};
-use crate::catalog::store::{self, SchoolRecord, SchoolStatus};
 use crate::config::{self, Config, ConfigSource};
-use crate::http::cors::Cors;
-use crate::migrate::{self, Applied};
-use crate::pg;
-use crate::pools::PoolSettings;
-use crate::provision::Provisioner;
-
-/// What the control loop can be asked to do.
-pub enum ControlEvent {
-    /// Re-read the catalog now; the reply says how it went (admin API, tests).
-    Refresh(Option<oneshot::Sender<Result<RefreshReport, String>>>),
-    /// A background provisioning finished.
-    Provisioned {
-        database: String,
-        result: Result<Applied, String>,
-    },
-}
-
-/// The outcome of one refresh.
-#[derive(Debug, Clone)]
-pub struct RefreshReport {
-    pub generation: u64,
-    pub schools: usize,
-    pub rejected: Vec<String>,
-}
+use crate::domain::names;
+use crate::domain::status::SchoolStatus;
+use crate::pool::PoolSettings;
+use crate::state::{App, ControlEvent, RefreshReport};
+use crate::tenancy::migrate::{self, Applied};
+use crate::tenancy::provision::Provisioner;
+use crate::tenancy::snapshot::{Rejected, Snapshot};
+use crate::tenancy::store::{self, SchoolRecord};
 
 /// Retry state of a school whose provisioning failed.
 struct Backoff {
@@ -188,7 +169,7 @@ impl ControlLoop {
             &previous,
             &settings,
             config.catalog.database(),
-            &self.app.metrics,
+            &|school| self.app.metrics.school_counter(school),
         );
         // Each skipped row is reported when it first appears, not at every refresh.
         for r in rejected.iter().filter(|r| !self.last_rejected.contains(r)) {
@@ -256,7 +237,7 @@ impl ControlLoop {
             let needs = record.status == "provisioning" || record.db_version < latest;
             if !needs
                 || self.provisioning.contains(&record.database)
-                || pg::validate_database_name(&record.database).is_err()
+                || names::validate_database_name(&record.database).is_err()
                 || record.database == config.catalog.database()
                 || self
                     .failures
@@ -365,11 +346,12 @@ impl ControlLoop {
             }
         }
         // The worker threads were fixed at start; a reload does not change them.
-        let workers = self.app.pool_settings.load().workers;
+        let current = self.app.pool_settings.load();
         let settings = Arc::new(PoolSettings::new(
             &next.tenants,
             self.app.budget.clone(),
-            workers,
+            current.workers,
+            current.statements,
         ));
         let pools_changed = !settings.same_as(&self.app.pool_settings.load());
         self.app
@@ -382,9 +364,6 @@ impl ControlLoop {
                 tenant.pool.reconfigure(settings.clone());
             }
         }
-        self.app
-            .cors
-            .store(Arc::new(Cors::new(next.server.cors_origins.clone())));
         for warning in &next.warnings {
             tracing::warn!("{}: {warning}", next.source.display());
         }

@@ -686,7 +686,7 @@ async fn readyz_says_why_until_the_catalog_is_loaded_and_while_draining() {
     wait_for("draining", Duration::from_secs(5), || async {
         matches!(
             app.readiness(),
-            tenant_edge::app::Readiness::NotReady("shutting down")
+            tenant_edge::state::Readiness::NotReady("shutting down")
         )
         .then_some(())
     })

@@ -140,7 +140,7 @@ impl TestServer {
                     .iter()
                     .all(|d| {
                         snapshot.by_database(d).is_some_and(|t| {
-                            t.status == tenant_edge::catalog::store::SchoolStatus::Active
+                            t.status == tenant_edge::domain::status::SchoolStatus::Active
                         })
                     })
                     .then_some(())

@@ -1,0 +1,304 @@
+//! Every way a request can fail, and the one place that turns a failure into a response.
+//!
+//! Each error answers three questions separately: its status, a stable `code`, and the
+//! message that is safe to show a client. No text from PostgreSQL, the JWT library or the
+//! operating system ever reaches a client; 5xx errors keep their source for the log.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::auth::AuthError;
+use crate::domain::date::Date;
+use crate::lunch::handlers::LunchError;
+use crate::lunch::model::BodyError;
+use crate::lunch::router::RouteError;
+use crate::pool::PoolError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("route: {0}")]
+    Route(#[from] RouteError),
+    #[error("authentication: {0}")]
+    Auth(#[from] AuthError),
+    #[error("body: {0:?}")]
+    Body(#[from] BodyError),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("reading the request body failed")]
+    BodyRead,
+    #[error("school not found")]
+    SchoolNotFound,
+    #[error("school {0} is not in the catalog")]
+    SchoolNotInCatalog(String),
+    #[error("school {0} is suspended")]
+    SchoolSuspended(String),
+    #[error("school {0} is being provisioned")]
+    SchoolProvisioning(String),
+    #[error("lunch week {0} not found")]
+    WeekNotFound(i32),
+    #[error("no published week for {0}")]
+    NoPublishedWeek(Date),
+    #[error("school database unavailable")]
+    Unavailable(#[source] PoolError),
+    #[error("school database query failed")]
+    Database(#[source] tokio_postgres::Error),
+    #[error("encoding the response body failed")]
+    Encode(#[source] serde_json::Error),
+    #[error("request timed out")]
+    Timeout,
+    #[error("server is at its in-flight request limit")]
+    Overloaded,
+}
+
+impl From<LunchError> for ApiError {
+    fn from(err: LunchError) -> ApiError {
+        match err {
+            LunchError::WeekNotFound(id) => ApiError::WeekNotFound(id),
+            LunchError::NoPublishedWeek(date) => ApiError::NoPublishedWeek(date),
+            LunchError::Database(err) => ApiError::Database(err),
+            LunchError::Encode(err) => ApiError::Encode(err),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            Route(RouteError::NotFound | RouteError::BadSlug) => StatusCode::NOT_FOUND,
+            Route(RouteError::MethodNotAllowed { .. }) => StatusCode::METHOD_NOT_ALLOWED,
+            Route(RouteError::BadId { .. } | RouteError::BadDate) => StatusCode::BAD_REQUEST,
+            Auth(err) if err.is_forbidden() => StatusCode::FORBIDDEN,
+            Auth(_) => StatusCode::UNAUTHORIZED,
+            Body(_) => StatusCode::BAD_REQUEST,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyRead => StatusCode::BAD_REQUEST,
+            SchoolNotFound | WeekNotFound(_) | NoPublishedWeek(_) => StatusCode::NOT_FOUND,
+            SchoolNotInCatalog(_) | SchoolSuspended(_) => StatusCode::FORBIDDEN,
+            SchoolProvisioning(_) | Unavailable(_) | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Database(err) if is_unavailable(err) => StatusCode::SERVICE_UNAVAILABLE,
+            Database(_) | Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A stable, machine-readable name of the failure.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            Route(RouteError::NotFound) => "not_found",
+            Route(RouteError::BadSlug) | SchoolNotFound => "school_not_found",
+            Route(RouteError::MethodNotAllowed { .. }) => "method_not_allowed",
+            Route(RouteError::BadId { .. }) => "invalid_id",
+            Route(RouteError::BadDate) => "invalid_date",
+            Auth(err) if err.is_forbidden() => "forbidden",
+            Auth(_) => "unauthorized",
+            Body(err) => err.code(),
+            PayloadTooLarge { .. } => "payload_too_large",
+            BodyRead => "bad_body",
+            SchoolNotInCatalog(_) => "school_not_in_catalog",
+            SchoolSuspended(_) => "school_suspended",
+            SchoolProvisioning(_) => "school_provisioning",
+            WeekNotFound(_) => "not_found",
+            NoPublishedWeek(_) => "not_published",
+            Unavailable(_) => "database_unavailable",
+            Database(err) if is_unavailable(err) => "database_unavailable",
+            Database(_) | Encode(_) => "internal_error",
+            Timeout => "timeout",
+            Overloaded => "overloaded",
+        }
+    }
+
+    /// The text shown to the client (API.md's messages where it names them).
+    pub fn client_message(&self) -> String {
+        use ApiError::*;
+        match self {
+            Route(RouteError::NotFound) => "Not found".into(),
+            Route(RouteError::BadSlug) | SchoolNotFound => "School not found".into(),
+            Route(RouteError::MethodNotAllowed { .. }) => "Method not allowed".into(),
+            Route(RouteError::BadId { name, .. }) => {
+                format!("Bad request, {name} must be a positive integer")
+            }
+            Route(RouteError::BadDate) => "Bad request, dates must be YYYY-MM-DD".into(),
+            Auth(err) if err.is_forbidden() => "Forbidden: the token names no school".into(),
+            Auth(_) => "Unauthorized".into(),
+            Body(err) => err.client_message(),
+            PayloadTooLarge { limit } => format!("Request body is larger than {limit} bytes"),
+            BodyRead => "Bad request, the body could not be read".into(),
+            SchoolNotInCatalog(_) => "Forbidden: your school is not served here".into(),
+            SchoolSuspended(_) => "Forbidden: your school is suspended".into(),
+            SchoolProvisioning(_) => {
+                "Your school is being provisioned; try again in a few seconds".into()
+            }
+            WeekNotFound(id) => format!("Lunch Week Id {id} not found"),
+            NoPublishedWeek(date) => format!("No menu has been published for the week of {date}"),
+            Unavailable(_) => "The school's database is unavailable; try again shortly".into(),
+            Database(err) if is_unavailable(err) => {
+                "The school's database is unavailable; try again shortly".into()
+            }
+            Database(_) | Encode(_) => "Internal server error".into(),
+            Timeout => "The request took too long".into(),
+            Overloaded => "The server is busy; try again shortly".into(),
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for 503s.
+    fn retry_after(&self) -> Option<&'static str> {
+        match self.status() {
+            StatusCode::SERVICE_UNAVAILABLE => Some(match self {
+                ApiError::SchoolProvisioning(_) => "5",
+                _ => "1",
+            }),
+            _ => None,
+        }
+    }
+
+    /// The full cause chain, for the log line of a 5xx.
+    pub fn cause_chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let _ = write!(text, ": {cause}");
+            source = cause.source();
+        }
+        text
+    }
+
+    /// The response, with `{"message", "code", "requestId"}` as the body.
+    pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let body = serde_json::json!({
+            "message": self.client_message(),
+            "code": self.code(),
+            "requestId": request_id,
+        });
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::Route(RouteError::MethodNotAllowed { allow }) = self {
+            headers.insert(http::header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        response
+    }
+}
+
+/// Failures of the database rather than of the query: the connection is gone, the
+/// server is shutting down or refuses connections, or the statement timed out.
+fn is_unavailable(err: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        None => err.as_db_error().is_none(),
+        Some(code) => {
+            code == &SqlState::QUERY_CANCELED
+                || code == &SqlState::ADMIN_SHUTDOWN
+                || code == &SqlState::CRASH_SHUTDOWN
+                || code == &SqlState::CANNOT_CONNECT_NOW
+                || code == &SqlState::TOO_MANY_CONNECTIONS
+                || code == &SqlState::UNDEFINED_TABLE
+                || code.code().starts_with("08")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_codes_and_messages() {
+        let cases: Vec<(ApiError, u16, &str, &str)> = vec![
+            (
+                ApiError::Route(RouteError::NotFound),
+                404,
+                "not_found",
+                "Not found",
+            ),
+            (
+                ApiError::Route(RouteError::BadSlug),
+                404,
+                "school_not_found",
+                "School not found",
+            ),
+            (
+                ApiError::SchoolNotFound,
+                404,
+                "school_not_found",
+                "School not found",
+            ),
+            (
+                ApiError::WeekNotFound(7),
+                404,
+                "not_found",
+                "Lunch Week Id 7 not found",
+            ),
+            (
+                ApiError::NoPublishedWeek(Date::parse("2020-11-16").unwrap()),
+                404,
+                "not_published",
+                "No menu has been published for the week of 2020-11-16",
+            ),
+            (
+                ApiError::Body(BodyError::IdsDoNotMatch),
+                400,
+                "ids_do_not_match",
+                "Bad request, IDs do not match",
+            ),
+            (
+                ApiError::PayloadTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+                "Request body is larger than 10 bytes",
+            ),
+            (
+                ApiError::SchoolSuspended("a".into()),
+                403,
+                "school_suspended",
+                "Forbidden: your school is suspended",
+            ),
+            (
+                ApiError::Timeout,
+                504,
+                "timeout",
+                "The request took too long",
+            ),
+            (
+                ApiError::Overloaded,
+                503,
+                "overloaded",
+                "The server is busy; try again shortly",
+            ),
+        ];
+        for (err, status, code, message) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            assert_eq!(err.code(), code, "{err:?}");
+            assert_eq!(err.client_message(), message, "{err:?}");
+            let response = err.to_response("rid");
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(
+                response.headers().contains_key(RETRY_AFTER),
+                status == 503,
+                "{err:?}"
+            );
+        }
+        let allow =
+            ApiError::Route(RouteError::MethodNotAllowed { allow: "GET, HEAD" }).to_response("r");
+        assert_eq!(allow.headers()[http::header::ALLOW], "GET, HEAD");
+    }
+}

@@ -1,0 +1,80 @@
+//! The application state shared by the data path and the control path.
+//!
+//! Everything a request reads lives behind an `ArcSwap` (loaded without a lock) or an
+//! atomic. Only the control loop stores new values. There are no globals: tests start
+//! several apps in one process.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::pool::{Budget, PoolSettings};
+use crate::telemetry::metrics::Metrics;
+use crate::tenancy::migrate::Applied;
+use crate::tenancy::snapshot::Snapshot;
+
+/// What the control loop can be asked to do, through [`App::control`].
+pub enum ControlEvent {
+    /// Re-read the catalog now; the reply says how it went (admin API, tests).
+    Refresh(Option<oneshot::Sender<Result<RefreshReport, String>>>),
+    /// A background provisioning finished.
+    Provisioned {
+        database: String,
+        result: Result<Applied, String>,
+    },
+}
+
+/// The outcome of one refresh.
+#[derive(Debug, Clone)]
+pub struct RefreshReport {
+    pub generation: u64,
+    pub schools: usize,
+    pub rejected: Vec<String>,
+}
+
+pub struct App {
+    /// The running configuration; SIGHUP may replace it with a re-read proxy.toml.
+    pub config: ArcSwap<Config>,
+    /// The catalog as of the last successful refresh.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Token verification for the current `[auth]` settings; replaced on reload, so a new
+    /// audience rejects old tokens at once (the verified-token cache goes with it).
+    pub auth: ArcSwap<Authenticator>,
+    /// How new pools are made (sizes and timeouts may change on reload).
+    pub pool_settings: ArcSwap<PoolSettings>,
+    /// The cap on connections across all schools.
+    pub budget: Arc<Budget>,
+    pub metrics: Metrics,
+    /// Requests being handled at once, at most `[server] max_in_flight`.
+    pub in_flight: Arc<Semaphore>,
+    /// True once the first catalog snapshot is loaded.
+    pub catalog_loaded: AtomicBool,
+    /// True from the moment shutdown begins: /readyz turns 503.
+    pub draining: AtomicBool,
+    /// Asks the control loop to act (refresh now).
+    pub control: mpsc::UnboundedSender<ControlEvent>,
+}
+
+/// Why the process is or is not ready for traffic.
+pub enum Readiness {
+    Ready,
+    NotReady(&'static str),
+}
+
+impl App {
+    pub fn readiness(&self) -> Readiness {
+        if self.draining.load(Ordering::Relaxed) {
+            Readiness::NotReady("shutting down")
+        } else if !self.catalog_loaded.load(Ordering::Relaxed) {
+            Readiness::NotReady("catalog not loaded yet")
+        } else if !self.auth.load().keys_ready() {
+            Readiness::NotReady("signing keys not fetched yet")
+        } else {
+            Readiness::Ready
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The catalog database: every SQL statement that reads or writes the `schools` table.
+//!
+//! Control path only. The data path never queries the catalog; it reads the in-memory
+//! snapshot built from [`list_schools`].
+
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config as PgConfig, Row};
+
+use crate::domain::status::SchoolStatus;
+use crate::pg;
+use crate::tenancy::migrate::{self, lock::MigrationLock, Applied, MigrateError};
+
+/// One row of `schools`, as read (not yet validated: see the snapshot builder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchoolRecord {
+    pub id: i32,
+    pub name: String,
+    pub database: String,
+    pub slug: String,
+    pub status: String,
+    pub db_version: i32,
+    pub last_error: Option<String>,
+    pub provision_attempts: i32,
+}
+
+impl SchoolRecord {
+    fn from_row(row: &Row) -> Self {
+        Self {
+            id: row.get(0),
+            name: row.get(1),
+            database: row.get(2),
+            slug: row.get(3),
+            status: row.get(4),
+            db_version: row.get(5),
+            last_error: row.get(6),
+            provision_attempts: row.get(7),
+        }
+    }
+}
+
+const SCHOOL_COLUMNS: &str = "school_id, school_name, school_database, slug, status, db_version, last_error, provision_attempts";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Connect(#[from] pg::ConnectError),
+    #[error(transparent)]
+    Lock(#[from] migrate::lock::LockError),
+    #[error("migrating the catalog: {0}")]
+    Migrate(#[from] MigrateError),
+    #[error("catalog query failed: {message}")]
+    Query {
+        message: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("creating the catalog database {database}: {message}")]
+    Create { database: String, message: String },
+    #[error("a school with database {0} or its slug already exists")]
+    Duplicate(String),
+}
+
+impl From<tokio_postgres::Error> for CatalogError {
+    fn from(source: tokio_postgres::Error) -> Self {
+        Self::Query {
+            message: pg::error_text(&source),
+            source,
+        }
+    }
+}
+
+/// Connects to the catalog, creating its database first when it does not exist yet.
+pub async fn connect_or_create(
+    catalog: &PgConfig,
+    connect_timeout: Duration,
+) -> Result<Client, CatalogError> {
+    match pg::connect(catalog, connect_timeout).await {
+        Ok(client) => Ok(client),
+        Err(err) if err.is_missing_database() => {
+            let database = catalog.get_dbname().unwrap_or("catalog").to_string();
+            let maintenance = pg::with_database(catalog, "postgres");
+            let admin = pg::connect(&maintenance, connect_timeout).await?;
+            create_database(&admin, &database)
+                .await
+                .map_err(|message| CatalogError::Create {
+                    database: database.clone(),
+                    message,
+                })?;
+            Ok(pg::connect(catalog, connect_timeout).await?)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `CREATE DATABASE "name" TEMPLATE template0`; a database that already exists (another
+/// process won the race) is fine. `name` must have passed `names::validate_database_name`
+/// (the catalog name is validated in the configuration).
+///
+/// template0, because with the default template1 any session connected to template1 makes
+/// CREATE DATABASE wait and then fail.
+pub async fn create_database(admin: &Client, name: &str) -> Result<bool, String> {
+    let sql = format!(
+        "create database {} template template0",
+        pg::quote_ident(name)
+    );
+    match admin.batch_execute(&sql).await {
+        Ok(()) => Ok(true),
+        Err(err)
+            if err.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                || err.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(pg::error_text(&err)),
+    }
+}
+
+/// Applies `catalog_sql/` under the catalog's own migration lock.
+pub async fn migrate_catalog(
+    client: &mut Client,
+    catalog: &PgConfig,
+    connect_timeout: Duration,
+) -> Result<Applied, CatalogError> {
+    let database = catalog.get_dbname().unwrap_or("catalog");
+    let lock = MigrationLock::acquire(catalog, connect_timeout, database).await?;
+    let result = migrate::apply(client, migrate::catalog_migrations()).await;
+    lock.release().await;
+    Ok(result?)
+}
+
+/// Every school, ordered by id.
+pub async fn list_schools(client: &Client) -> Result<Vec<SchoolRecord>, CatalogError> {
+    let rows = client
+        .query(
+            &format!("select {SCHOOL_COLUMNS} from schools order by school_id"),
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(SchoolRecord::from_row).collect())
+}
+
+pub async fn find_school(
+    client: &Client,
+    database: &str,
+) -> Result<Option<SchoolRecord>, CatalogError> {
+    let row = client
+        .query_opt(
+            &format!("select {SCHOOL_COLUMNS} from schools where school_database = $1"),
+            &[&database],
+        )
+        .await?;
+    Ok(row.as_ref().map(SchoolRecord::from_row))
+}
+
+/// Adds a school in status `provisioning`.
+pub async fn add_school(
+    client: &Client,
+    name: &str,
+    database: &str,
+    slug: &str,
+) -> Result<SchoolRecord, CatalogError> {
+    let result = client
+        .query_one(
+            &format!(
+                "insert into schools (school_name, school_database, slug, status)
+                 values ($1, $2, $3, 'provisioning') returning {SCHOOL_COLUMNS}"
+            ),
+            &[&name, &database, &slug],
+        )
+        .await;
+    match result {
+        Ok(row) => Ok(SchoolRecord::from_row(&row)),
+        Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            Err(CatalogError::Duplicate(database.to_string()))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Sets a school's status; false when no such school exists.
+pub async fn set_status(
+    client: &Client,
+    database: &str,
+    status: SchoolStatus,
+) -> Result<bool, CatalogError> {
+    let changed = client
+        .execute(
+            "update schools set status = $2 where school_database = $1",
+            &[&database, &status.as_str()],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+/// Takes a school out of the catalog; false when no such school exists.
+pub async fn remove_school(client: &Client, database: &str) -> Result<bool, CatalogError> {
+    let removed = client
+        .execute(
+            "delete from schools where school_database = $1",
+            &[&database],
+        )
+        .await?;
+    Ok(removed > 0)
+}
+
+/// Records that a school's database is migrated to `version`: a school still
+/// provisioning becomes active; a suspended one stays suspended. A row already saying so
+/// is not touched, because every write fires the change notification (and a refresh).
+pub async fn record_provisioned(
+    client: &Client,
+    database: &str,
+    version: i32,
+) -> Result<(), CatalogError> {
+    client
+        .execute(
+            "update schools
+                set db_version = $2,
+                    last_error = null,
+                    status = case when status = 'provisioning' then 'active' else status end
+              where school_database = $1
+                and (db_version <> $2 or last_error is not null or status = 'provisioning')",
+            &[&database, &version],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records a failed provisioning attempt with its reason.
+pub async fn record_failure(
+    client: &Client,
+    database: &str,
+    reason: &str,
+) -> Result<(), CatalogError> {
+    client
+        .execute(
+            "update schools
+                set last_error = $2, provision_attempts = provision_attempts + 1
+              where school_database = $1",
+            &[&database, &reason],
+        )
+        .await?;
+    Ok(())
+}
