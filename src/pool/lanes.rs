@@ -4,10 +4,9 @@
 //! A request does not take a connection for itself: it joins one of the school's lanes,
 //! and tokio-postgres writes the queries of every request on a lane together and reads
 //! their results together. A school then needs far fewer connections for the same
-//! traffic (two pipelined connections served 32 concurrent requests as fast as eight
-//! exclusive ones, BENCHMARKS.md), which is what the budget shared by all schools needs;
-//! and PostgreSQL serves pipelined queries with fewer wake-ups (pgbench with 8 queries per
-//! pipeline: 2.5x the queries per second of one per round trip here). It is safe because
+//! traffic (BENCHMARKS.md, Findings, "Shared, pipelined connections"), which is what the budget shared by all
+//! schools needs; and PostgreSQL serves pipelined queries with fewer wake-ups, since one
+//! read and one write carry many queries. It is safe because
 //! every query the API runs is a single autocommit statement: requests that share a
 //! connection share no transaction and no session state.
 //!
@@ -49,11 +48,11 @@ const RETIRED: u32 = 1 << 31;
 ///
 /// Why relative: the API's queries take well under a millisecond, but on a machine whose
 /// cores are shared (with PostgreSQL, say) a thread is routinely descheduled for 10-30
-/// ms, and then *every* lane it serves looks idle for that long. An absolute 10 ms sent
-/// half of the requests of a 2-worker server to the other worker's lanes (0.56
-/// cross-thread wake-ups per request, measured); an absolute 100 ms alone would let a
-/// lane whose backend gets no CPU take new requests for 100 ms. Lagging behind the
-/// school's other lanes is what marks the one lane that is slow.
+/// ms, and then *every* lane it serves looks idle for that long: an absolute 10 ms would
+/// send the requests of a descheduled worker to the other worker's lanes, each a
+/// cross-thread wake-up (BENCHMARKS.md, Findings, "Stalled = lagging"). An absolute 100 ms alone
+/// would let a lane whose backend gets no CPU take new requests for 100 ms. Lagging
+/// behind the school's other lanes is what marks the one lane that is slow.
 const LAGGING_MS: u64 = 10;
 /// See [`LAGGING_MS`]: no lane of the school makes progress (a single connection whose
 /// query is stuck); still far beyond any healthy query.
@@ -227,13 +226,11 @@ impl Drop for LaneGuard {
                 // The school lost a lane: every waiter decides again (one may open anew).
                 self.set.room.notify_waiters();
             } else {
-                // One place came free: one waiter takes it. Waking all of them made each
-                // finished request cost a wake-up and a placement per waiter, across
-                // threads (bench/ab.sh, list at 128 connections on 64 places: 43.1 vs
-                // 49.4 us of tenant-edge's CPU per request in one run, 46.9 vs 45.6 in
-                // the other, sides swapped). A woken waiter that is cancelled
-                // before it looks passes the wake-up on (tokio's Notified does that), and
-                // one that finds the place taken waits again for the next.
+                // One place came free: one waiter takes it. Waking all of them would make
+                // each finished request cost a wake-up and a placement per waiter, across
+                // threads. A woken waiter that is cancelled before it looks passes the
+                // wake-up on (tokio's Notified does that), and one that finds the place
+                // taken waits again for the next.
                 self.set.room.notify_one();
             }
         }

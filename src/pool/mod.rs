@@ -181,9 +181,9 @@ impl Budget {
     /// Closes one idle connection of another school to make room: first one of the
     /// school with the most idle connections among those that keep another one, then the
     /// last connection of the least recently used school. Closing one connection rather
-    /// than whole pools keeps the other schools' warm connections: with 300 schools on a
-    /// budget of 80 (bench/run.sh), closing whole idle pools made half of the requests open
-    /// a new PostgreSQL connection. Returns whether one was closed.
+    /// than whole pools keeps the other schools' warm connections: with many schools on a
+    /// small budget, closing whole idle pools makes far more requests open a connection.
+    /// Returns whether one was closed.
     pub fn retire_one_idle(&self, requester: &str) -> bool {
         let mut candidates: Vec<(Arc<TenantPool>, PoolState)> = {
             let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
