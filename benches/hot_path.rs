@@ -201,7 +201,7 @@ fn week_with_days() -> WeekWithDays {
 fn json_encoding(c: &mut Criterion) {
     let mut group = c.benchmark_group("json");
     let week = week_with_days();
-    // What the server writes (src/api/json.rs), and serde_json's derive beside it.
+    // What the server writes (src/lunch/json.rs), and serde_json's derive beside it.
     group.bench_function("week_with_5_days", |b| {
         b.iter(|| black_box(black_box(&week).to_json()))
     });
