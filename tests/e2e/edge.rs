@@ -1366,7 +1366,8 @@ async fn admin_failures_are_flat_json_errors_with_a_code() {
     let server = TestServer::start("").await;
     let admin = server.admin.clone().expect("admin listener");
     let auth = format!("Bearer {ADMIN_TOKEN}");
-    // No token, an empty one, a wrong one, another scheme: 401 with a challenge.
+    // No token, an empty one (`Bearer `, which arrives as `Bearer`: the parser trims the
+    // trailing space), a wrong one, another scheme: 401 with a challenge.
     let wrong = format!("Bearer {ADMIN_TOKEN}x");
     let basic = format!("Basic {ADMIN_TOKEN}");
     for authorization in [
