@@ -4,6 +4,10 @@
 //! Control path: these handlers may query the catalog and wait for a refresh; they never
 //! share a listener, a connection limit or a pool with the school-lunch API. Signing up a
 //! school (the original's unauthenticated `POST /api/users`) is `POST /admin/schools`.
+//! This module owns the admin routes, the token check and the success bodies; it does not
+//! choose error statuses or write error bodies: every failure is an `edge::error::ApiError`
+//! (403 while `[admin] token` is unset, 401 without the right token, 400, 404, 409, 413,
+//! 503 when the catalog or the control loop cannot answer).
 //!
 //! ```text
 //! GET    /metrics                          Prometheus text (no token)
@@ -20,8 +24,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -30,7 +35,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::names;
 use crate::domain::status::SchoolStatus;
+use crate::edge::error::ApiError;
+use crate::edge::request_id;
 use crate::edge::server::{self, Handler};
+use crate::lunch::router::RouteError;
 use crate::pg;
 use crate::state::App;
 use crate::state::ControlEvent;
@@ -43,6 +51,9 @@ type Body = Full<Bytes>;
 /// Open connections the admin listener holds at most. Its own cap, not the main
 /// listener's: a flood of API clients must not lock the operator out of /metrics.
 const MAX_ADMIN_CONNECTIONS: usize = 64;
+
+/// The largest request body the admin API reads (`POST /admin/schools`).
+const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
 
 /// The admin listener's handler.
 struct Admin {
@@ -63,6 +74,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
     server::serve(listener, app, admin, stop, connections).await;
 }
 
+/// A successful JSON answer. Failures are `ApiError`s, answered by
+/// [`ApiError::to_response`] like every other listener's.
 fn reply(status: StatusCode, body: Value) -> Response<Body> {
     let mut response = Response::new(Body::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
@@ -73,25 +86,18 @@ fn reply(status: StatusCode, body: Value) -> Response<Body> {
     response
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    reply(status, json!({ "message": message.into() }))
-}
-
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorized(app: &App, request: &Request<Incoming>) -> Result<(), Box<Response<Body>>> {
+/// The admin API is open only with `[admin] token` set, and only to a bearer of it.
+fn authorized(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     let config = app.config.load();
     let Some(token) = &config.admin.token else {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            "the admin API is disabled: set [admin] token",
-        )));
+        return Err(ApiError::AdminDisabled);
     };
-    let presented = request
-        .headers()
+    let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
@@ -99,62 +105,79 @@ fn authorized(app: &App, request: &Request<Incoming>) -> Result<(), Box<Response
         .map(|(_, token)| token.trim());
     match presented {
         Some(presented) if same(presented.as_bytes(), token.expose().as_bytes()) => Ok(()),
-        _ => {
-            let mut response = error(StatusCode::UNAUTHORIZED, "Unauthorized");
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
-            Err(Box::new(response))
-        }
+        _ => Err(ApiError::AdminUnauthorized),
     }
 }
 
+/// Answers one admin request; a failure is logged (5xx with its cause chain) and answered
+/// through `ApiError`, with the request id in the body and the `X-Request-Id` header.
 async fn handle(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
-    let path = request.uri().path().trim_end_matches('/').to_string();
+    let (parts, body) = request.into_parts();
+    let request_id = request_id::accept_or_generate(parts.headers.get("x-request-id"));
+    let mut response = match respond(app, &parts, body).await {
+        Ok(response) => response,
+        Err(err) => {
+            if err.status().is_server_error() {
+                tracing::error!(request_id = %request_id, error = %err.cause_chain(), "admin request failed");
+            } else {
+                tracing::debug!(request_id = %request_id, error = %err.cause_chain(), "admin request rejected");
+            }
+            err.to_response(request_id.as_str())
+        }
+    };
+    response
+        .headers_mut()
+        .insert("x-request-id", request_id.to_header_value());
+    response
+}
+
+/// Routes an admin request: `/metrics` without a token, everything else with it.
+async fn respond(app: &App, parts: &Parts, body: Incoming) -> Result<Response<Body>, ApiError> {
+    let path = parts.uri.path().trim_end_matches('/');
     if path == "/metrics" {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return Err(ApiError::Route(RouteError::MethodNotAllowed {
+                allow: "GET, HEAD",
+            }));
         }
         let mut response = Response::new(Body::new(Bytes::from(render_metrics(app))));
         response.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         );
-        return response;
+        return Ok(response);
     }
-    if let Err(response) = authorized(app, &request) {
-        return *response;
-    }
-    let method = request.method().clone();
+    authorized(app, &parts.headers)?;
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    match (method, segments.as_slice()) {
-        (Method::GET, ["admin", "schools"]) => list(app),
-        (Method::POST, ["admin", "schools"]) => {
-            let body = match Limited::new(request.into_body(), 16 * 1024).collect().await {
-                Ok(body) => body.to_bytes(),
-                Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-            };
-            add(app, &body).await
-        }
-        (Method::POST, ["admin", "schools", database, "suspend"]) => {
+    match (&parts.method, segments.as_slice()) {
+        (&Method::GET, ["admin", "schools"]) => Ok(list(app)),
+        (&Method::POST, ["admin", "schools"]) => add(app, &read_body(body).await?).await,
+        (&Method::POST, ["admin", "schools", database, "suspend"]) => {
             set_status(app, database, SchoolStatus::Suspended).await
         }
-        (Method::POST, ["admin", "schools", database, "resume"]) => {
+        (&Method::POST, ["admin", "schools", database, "resume"]) => {
             set_status(app, database, SchoolStatus::Active).await
         }
-        (Method::DELETE, ["admin", "schools", database]) => remove(app, database).await,
-        (Method::POST, ["admin", "refresh"]) => match refresh(app).await {
-            Ok(report) => reply(
+        (&Method::DELETE, ["admin", "schools", database]) => remove(app, database).await,
+        (&Method::POST, ["admin", "refresh"]) => {
+            let report = refresh(app).await?;
+            Ok(reply(
                 StatusCode::OK,
                 json!({ "generation": report.generation, "schools": report.schools, "rejected": report.rejected }),
-            ),
-            Err(err) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("refresh failed: {err}"),
-            ),
-        },
-        _ => error(StatusCode::NOT_FOUND, "Not found"),
+            ))
+        }
+        _ => Err(ApiError::Route(RouteError::NotFound)),
+    }
+}
+
+/// A request body of at most [`MAX_ADMIN_BODY_BYTES`].
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_ADMIN_BODY_BYTES).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge {
+            limit: MAX_ADMIN_BODY_BYTES as u64,
+        }),
+        Err(_) => Err(ApiError::BodyRead),
     }
 }
 
@@ -188,139 +211,106 @@ fn list(app: &App) -> Response<Body> {
     )
 }
 
-async fn refresh(app: &App) -> Result<crate::state::RefreshReport, String> {
+/// Asks the control loop to re-read the catalog now and waits for its report.
+async fn refresh(app: &App) -> Result<crate::state::RefreshReport, ApiError> {
+    let stopped = || ApiError::RefreshFailed("control loop stopped".into());
     let (tx, rx) = oneshot::channel();
     app.control
         .send(ControlEvent::Refresh(Some(tx)))
-        .map_err(|_| "control loop stopped".to_string())?;
-    rx.await.map_err(|_| "control loop stopped".to_string())?
+        .map_err(|_| stopped())?;
+    rx.await
+        .map_err(|_| stopped())?
+        .map_err(ApiError::RefreshFailed)
 }
 
-async fn catalog(app: &App) -> Result<tokio_postgres::Client, Response<Body>> {
+async fn catalog(app: &App) -> Result<tokio_postgres::Client, ApiError> {
     let config = app.config.load();
     pg::connect(&config.catalog.target, Duration::from_secs(5))
         .await
-        .map_err(|_| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the catalog is unreachable",
-            )
-        })
+        .map_err(ApiError::CatalogUnreachable)
 }
 
-async fn add(app: &App, body: &[u8]) -> Response<Body> {
+/// The fields of `POST /admin/schools`: the school's name and its database (given, or
+/// derived from the name).
+fn new_school(app: &App, body: &[u8]) -> Result<(String, String), ApiError> {
+    let bad = |message: &str| ApiError::AdminBadRequest(message.to_owned());
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-        return error(StatusCode::BAD_REQUEST, "body must be a JSON object");
+        return Err(bad("body must be a JSON object"));
     };
     let Some(name) = fields.get("name").and_then(Value::as_str) else {
-        return error(StatusCode::BAD_REQUEST, "field name (a string) is required");
+        return Err(bad("field name (a string) is required"));
     };
-    if let Err(err) = naming::validate_school_name(name) {
-        return error(StatusCode::BAD_REQUEST, err);
-    }
+    naming::validate_school_name(name).map_err(ApiError::AdminBadRequest)?;
     let database = match fields.get("database") {
-        None | Some(Value::Null) => match naming::derive_database_name(name) {
-            Ok(database) => database,
-            Err(err) => return error(StatusCode::BAD_REQUEST, err),
-        },
+        None | Some(Value::Null) => {
+            naming::derive_database_name(name).map_err(ApiError::AdminBadRequest)?
+        }
         Some(Value::String(database)) => {
-            if let Err(err) = names::validate_database_name(database) {
-                return error(StatusCode::BAD_REQUEST, err.to_string());
-            }
+            names::validate_database_name(database)
+                .map_err(|err| ApiError::AdminBadRequest(err.to_string()))?;
             database.clone()
         }
-        Some(_) => return error(StatusCode::BAD_REQUEST, "field database must be a string"),
+        Some(_) => return Err(bad("field database must be a string")),
     };
     if database == app.config.load().catalog.database() {
-        return error(StatusCode::BAD_REQUEST, "that is the catalog database");
+        return Err(bad("that is the catalog database"));
     }
-    let client = match catalog(app).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
-    let slug = names::database_to_slug(&database);
-    match store::add_school(&client, name.trim(), &database, &slug).await {
-        Ok(school) => {
-            // The control loop provisions it in the background and activates it.
-            let _ = refresh(app).await;
-            reply(
-                StatusCode::ACCEPTED,
-                json!({ "schoolId": school.id, "schoolDatabase": school.database, "slug": school.slug, "status": school.status }),
-            )
-        }
-        Err(store::CatalogError::Duplicate(_)) => error(
-            StatusCode::CONFLICT,
-            format!("a school with database {database} already exists"),
-        ),
-        Err(err) => {
-            tracing::error!(error = %err, "admin add school failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the catalog is unavailable",
-            )
-        }
-    }
+    Ok((name.trim().to_owned(), database))
 }
 
-async fn set_status(app: &App, database: &str, status: SchoolStatus) -> Response<Body> {
-    let client = match catalog(app).await {
-        Ok(client) => client,
-        Err(response) => return response,
+async fn add(app: &App, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let (name, database) = new_school(app, body)?;
+    let client = catalog(app).await?;
+    let slug = names::database_to_slug(&database);
+    let school = match store::add_school(&client, &name, &database, &slug).await {
+        Ok(school) => school,
+        Err(store::CatalogError::Duplicate(_)) => return Err(ApiError::SchoolExists(database)),
+        Err(err) => return Err(ApiError::Catalog(err)),
     };
+    // The control loop provisions it in the background and activates it.
+    let _ = refresh(app).await;
+    Ok(reply(
+        StatusCode::ACCEPTED,
+        json!({ "schoolId": school.id, "schoolDatabase": school.database, "slug": school.slug, "status": school.status }),
+    ))
+}
+
+async fn set_status(
+    app: &App,
+    database: &str,
+    status: SchoolStatus,
+) -> Result<Response<Body>, ApiError> {
+    let client = catalog(app).await?;
     match store::find_school(&client, database).await {
         Ok(Some(school)) if status == SchoolStatus::Active && school.status == "provisioning" => {
-            return error(StatusCode::CONFLICT, "the school is still provisioning");
+            return Err(ApiError::StillProvisioning(database.to_owned()));
         }
         Ok(Some(_)) => {}
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no school with database {database}"),
-            )
-        }
-        Err(_) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the catalog is unavailable",
-            )
-        }
+        Ok(None) => return Err(ApiError::UnknownSchool(database.to_owned())),
+        Err(err) => return Err(ApiError::Catalog(err)),
     }
-    match store::set_status(&client, database, status).await {
-        Ok(_) => {
-            let _ = refresh(app).await;
-            reply(
-                StatusCode::OK,
-                json!({ "schoolDatabase": database, "status": status.as_str() }),
-            )
-        }
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the catalog is unavailable",
-        ),
-    }
+    store::set_status(&client, database, status)
+        .await
+        .map_err(ApiError::Catalog)?;
+    let _ = refresh(app).await;
+    Ok(reply(
+        StatusCode::OK,
+        json!({ "schoolDatabase": database, "status": status.as_str() }),
+    ))
 }
 
-async fn remove(app: &App, database: &str) -> Response<Body> {
-    let client = match catalog(app).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
+async fn remove(app: &App, database: &str) -> Result<Response<Body>, ApiError> {
+    let client = catalog(app).await?;
     match store::remove_school(&client, database).await {
         Ok(true) => {
             let _ = refresh(app).await;
-            reply(
+            Ok(reply(
                 StatusCode::OK,
                 json!({ "schoolDatabase": database, "removed": true, "databaseKept": true }),
-            )
+            ))
         }
-        Ok(false) => error(
-            StatusCode::NOT_FOUND,
-            format!("no school with database {database}"),
-        ),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the catalog is unavailable",
-        ),
+        Ok(false) => Err(ApiError::UnknownSchool(database.to_owned())),
+        Err(err) => Err(ApiError::Catalog(err)),
     }
 }
 

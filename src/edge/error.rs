@@ -1,8 +1,12 @@
 //! Every way a request can fail, and the one place that turns a failure into a response.
 //!
-//! Each error answers three questions separately: its status, a stable `code`, and the
-//! message that is safe to show a client. No text from PostgreSQL, the JWT library or the
-//! operating system ever reaches a client; 5xx errors keep their source for the log.
+//! Every listener answers its failures here: the school-lunch API, the static front end
+//! ([`StaticError`]) and the admin API (the `Admin*` and catalog variants). Each error
+//! answers three questions separately: its status, a stable `code`, and the message that
+//! is safe to show a client. The body is always flat JSON, `{"message", "code",
+//! "requestId"}`. No text from PostgreSQL, the JWT library or the operating system ever
+//! reaches a client; 5xx errors keep their source for the log. Nothing else in the crate
+//! chooses an error status or writes an error body.
 
 use std::fmt::Write as _;
 
@@ -13,10 +17,13 @@ use http_body_util::Full;
 
 use crate::auth::AuthError;
 use crate::domain::date::Date;
+use crate::edge::static_files::{self, StaticError};
 use crate::lunch::handlers::LunchError;
 use crate::lunch::model::BodyError;
 use crate::lunch::router::RouteError;
+use crate::pg::ConnectError;
 use crate::pool::PoolError;
+use crate::tenancy::store::CatalogError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -52,6 +59,28 @@ pub enum ApiError {
     Timeout,
     #[error("server is at its in-flight request limit")]
     Overloaded,
+    #[error("static file: {0}")]
+    Static(#[from] StaticError),
+    #[error("the admin API is disabled (no [admin] token)")]
+    AdminDisabled,
+    #[error("missing or wrong admin token")]
+    AdminUnauthorized,
+    /// A malformed admin request; the text says what to fix and is shown to the operator.
+    #[error("bad admin request: {0}")]
+    AdminBadRequest(String),
+    #[error("no school with database {0}")]
+    UnknownSchool(String),
+    #[error("a school with database {0} already exists")]
+    SchoolExists(String),
+    #[error("school {0} is still provisioning")]
+    StillProvisioning(String),
+    #[error("the catalog is unreachable")]
+    CatalogUnreachable(#[source] ConnectError),
+    #[error("the catalog is unavailable")]
+    Catalog(#[source] CatalogError),
+    /// The control loop's refresh failed or the loop has stopped; the text is for the log.
+    #[error("catalog refresh failed: {0}")]
+    RefreshFailed(String),
 }
 
 impl From<LunchError> for ApiError {
@@ -83,6 +112,18 @@ impl ApiError {
             Database(err) if is_unavailable(err) => StatusCode::SERVICE_UNAVAILABLE,
             Database(_) | Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Static(StaticError::BadRequest) => StatusCode::BAD_REQUEST,
+            Static(StaticError::NotFound) => StatusCode::NOT_FOUND,
+            Static(StaticError::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
+            Static(StaticError::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminDisabled => StatusCode::FORBIDDEN,
+            AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            AdminBadRequest(_) => StatusCode::BAD_REQUEST,
+            UnknownSchool(_) => StatusCode::NOT_FOUND,
+            SchoolExists(_) | StillProvisioning(_) => StatusCode::CONFLICT,
+            CatalogUnreachable(_) | Catalog(_) | RefreshFailed(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -110,6 +151,18 @@ impl ApiError {
             Database(_) | Encode(_) => "internal_error",
             Timeout => "timeout",
             Overloaded => "overloaded",
+            Static(StaticError::BadRequest) => "invalid_path",
+            Static(StaticError::NotFound) => "not_found",
+            Static(StaticError::MethodNotAllowed) => "method_not_allowed",
+            Static(StaticError::Io(_)) => "internal_error",
+            AdminDisabled => "admin_disabled",
+            AdminUnauthorized => "unauthorized",
+            AdminBadRequest(_) => "bad_request",
+            UnknownSchool(_) => "school_not_found",
+            SchoolExists(_) => "school_exists",
+            StillProvisioning(_) => "still_provisioning",
+            CatalogUnreachable(_) | Catalog(_) => "catalog_unavailable",
+            RefreshFailed(_) => "refresh_failed",
         }
     }
 
@@ -143,6 +196,29 @@ impl ApiError {
             Database(_) | Encode(_) => "Internal server error".into(),
             Timeout => "The request took too long".into(),
             Overloaded => "The server is busy; try again shortly".into(),
+            Static(StaticError::BadRequest) => "Bad request".into(),
+            Static(StaticError::NotFound) => "Not found".into(),
+            Static(StaticError::MethodNotAllowed) => "Method not allowed".into(),
+            Static(StaticError::Io(_)) => "Internal server error".into(),
+            AdminDisabled => "the admin API is disabled: set [admin] token".into(),
+            AdminUnauthorized => "Unauthorized".into(),
+            AdminBadRequest(message) => message.clone(),
+            UnknownSchool(database) => format!("no school with database {database}"),
+            SchoolExists(database) => format!("a school with database {database} already exists"),
+            StillProvisioning(_) => "the school is still provisioning".into(),
+            CatalogUnreachable(_) => "the catalog is unreachable".into(),
+            Catalog(_) => "the catalog is unavailable".into(),
+            // The control loop's text may carry PostgreSQL's; it goes to the log only.
+            RefreshFailed(_) => "refresh failed; see the log".into(),
+        }
+    }
+
+    /// The `Allow` header of a 405.
+    fn allow(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Route(RouteError::MethodNotAllowed { allow }) => Some(allow),
+            ApiError::Static(StaticError::MethodNotAllowed) => Some(static_files::ALLOW),
+            _ => None,
         }
     }
 
@@ -186,7 +262,7 @@ impl ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::Route(RouteError::MethodNotAllowed { allow }) = self {
+        if let Some(allow) = self.allow() {
             headers.insert(http::header::ALLOW, HeaderValue::from_static(allow));
         }
         if let Some(seconds) = self.retry_after() {
@@ -300,5 +376,153 @@ mod tests {
         let allow =
             ApiError::Route(RouteError::MethodNotAllowed { allow: "GET, HEAD" }).to_response("r");
         assert_eq!(allow.headers()[http::header::ALLOW], "GET, HEAD");
+    }
+
+    fn connect_error() -> ConnectError {
+        ConnectError {
+            target: "postgres://catalog-host:5432/catalog".into(),
+            source: None,
+        }
+    }
+
+    /// The static front end's and the admin API's failures: (error, status, code, message).
+    fn static_and_admin_cases() -> Vec<(ApiError, u16, &'static str, &'static str)> {
+        let io = std::io::Error::other("/srv/site/secret: permission denied");
+        vec![
+            (
+                StaticError::BadRequest.into(),
+                400,
+                "invalid_path",
+                "Bad request",
+            ),
+            (StaticError::NotFound.into(), 404, "not_found", "Not found"),
+            (
+                StaticError::MethodNotAllowed.into(),
+                405,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
+            (
+                StaticError::Io(io).into(),
+                500,
+                "internal_error",
+                "Internal server error",
+            ),
+            (
+                ApiError::AdminDisabled,
+                403,
+                "admin_disabled",
+                "the admin API is disabled: set [admin] token",
+            ),
+            (
+                ApiError::AdminUnauthorized,
+                401,
+                "unauthorized",
+                "Unauthorized",
+            ),
+            (
+                ApiError::AdminBadRequest("body must be a JSON object".into()),
+                400,
+                "bad_request",
+                "body must be a JSON object",
+            ),
+            (
+                ApiError::UnknownSchool("lunch_a".into()),
+                404,
+                "school_not_found",
+                "no school with database lunch_a",
+            ),
+            (
+                ApiError::SchoolExists("lunch_a".into()),
+                409,
+                "school_exists",
+                "a school with database lunch_a already exists",
+            ),
+            (
+                ApiError::StillProvisioning("lunch_a".into()),
+                409,
+                "still_provisioning",
+                "the school is still provisioning",
+            ),
+            (
+                ApiError::CatalogUnreachable(connect_error()),
+                503,
+                "catalog_unavailable",
+                "the catalog is unreachable",
+            ),
+            (
+                ApiError::Catalog(CatalogError::Create {
+                    database: "catalog".into(),
+                    message: "disk full".into(),
+                }),
+                503,
+                "catalog_unavailable",
+                "the catalog is unavailable",
+            ),
+            (
+                ApiError::RefreshFailed("catalog query failed: relation missing".into()),
+                503,
+                "refresh_failed",
+                "refresh failed; see the log",
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn static_and_admin_failures_have_one_status_code_and_flat_body() {
+        use http_body_util::BodyExt;
+        for (err, status, code, message) in static_and_admin_cases() {
+            let chain = err.cause_chain();
+            let response = err.to_response("rid-1");
+            let (parts, body) = response.into_parts();
+            assert_eq!(parts.status.as_u16(), status, "{chain}");
+            assert_eq!(
+                parts.headers[CONTENT_TYPE], "application/json; charset=utf-8",
+                "{chain}"
+            );
+            assert_eq!(
+                parts.headers.contains_key(RETRY_AFTER),
+                status == 503,
+                "{chain}"
+            );
+            assert_eq!(
+                parts.headers.get(WWW_AUTHENTICATE).is_some(),
+                status == 401,
+                "{chain}"
+            );
+            let allow = parts.headers.get(http::header::ALLOW);
+            assert_eq!(allow.is_some(), status == 405, "{chain}");
+            if let Some(allow) = allow {
+                assert_eq!(allow, static_files::ALLOW);
+            }
+            let bytes = body.collect().await.unwrap().to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let expected = serde_json::json!({
+                "message": message,
+                "code": code,
+                "requestId": "rid-1",
+            });
+            assert_eq!(body, expected, "{chain}");
+            // Paths, IO and PostgreSQL texts stay in the log.
+            for secret in ["/srv/site", "catalog-host", "disk full", "relation missing"] {
+                assert!(!body.to_string().contains(secret), "{chain}: {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn five_hundreds_keep_their_source_for_the_log() {
+        let err = ApiError::CatalogUnreachable(connect_error());
+        assert!(
+            err.cause_chain().contains("catalog-host"),
+            "{}",
+            err.cause_chain()
+        );
+        let err = ApiError::from(StaticError::Io(std::io::Error::other("permission denied")));
+        assert!(
+            err.cause_chain().contains("permission denied"),
+            "{}",
+            err.cause_chain()
+        );
     }
 }

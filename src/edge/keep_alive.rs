@@ -25,14 +25,56 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// Waiting for a request's first byte (after a response).
-const IDLE: u8 = 0;
-/// A request head is arriving.
-const HEAD: u8 = 1;
-/// A request is being served; reads are its body or the next pipelined request.
-const BUSY: u8 = 2;
-/// Bytes arrived while busy: the next request's head has begun.
-const BUSY_READ: u8 = 3;
+/// Where a connection is between requests. Stored in [`Activity`]'s atomic as its `u8`.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a request's first byte (after a response).
+    Idle = 0,
+    /// A request head is arriving.
+    Head = 1,
+    /// A request is being served; reads are its body or the next pipelined request.
+    Busy = 2,
+    /// Bytes arrived while busy: the next request's head has begun.
+    BusyRead = 3,
+}
+
+impl TryFrom<u8> for Phase {
+    type Error = u8;
+
+    fn try_from(value: u8) -> Result<Phase, u8> {
+        match value {
+            0 => Ok(Phase::Idle),
+            1 => Ok(Phase::Head),
+            2 => Ok(Phase::Busy),
+            3 => Ok(Phase::BusyRead),
+            other => Err(other),
+        }
+    }
+}
+
+impl Phase {
+    /// The phase whose deadline applies: bytes read while busy do not start one yet.
+    fn timed(self) -> Phase {
+        match self {
+            Phase::BusyRead => Phase::Busy,
+            phase => phase,
+        }
+    }
+
+    /// The read deadline of this phase, if it has one.
+    fn limit(
+        self,
+        header_read_timeout: Duration,
+        keep_alive_timeout: Duration,
+    ) -> Option<Duration> {
+        match self {
+            Phase::Idle => Some(keep_alive_timeout),
+            Phase::Head => Some(header_read_timeout),
+            Phase::Busy | Phase::BusyRead => None,
+        }
+    }
+}
 
 /// The phase of one connection, shared by its reads and its service.
 #[derive(Debug)]
@@ -42,29 +84,38 @@ impl Activity {
     /// A new connection: its first request head is arriving (its deadline runs from the
     /// accept, as for the preface read before it).
     pub fn new() -> Arc<Self> {
-        Arc::new(Self(AtomicU8::new(HEAD)))
+        Arc::new(Self(AtomicU8::new(Phase::Head as u8)))
     }
 
     /// A connection whose reads have no deadline (HTTP/2).
     pub fn untimed() -> Arc<Self> {
-        Arc::new(Self(AtomicU8::new(BUSY)))
+        Arc::new(Self(AtomicU8::new(Phase::Busy as u8)))
     }
 
     pub fn request_started(&self) {
-        self.0.store(BUSY, Ordering::Relaxed);
+        self.0.store(Phase::Busy as u8, Ordering::Relaxed);
     }
 
     pub fn request_finished(&self) {
         // Bytes read during the request belong to the next one: its head has begun.
-        let next = match self.0.load(Ordering::Relaxed) {
-            BUSY_READ => HEAD,
-            _ => IDLE,
+        let next = match self.phase() {
+            Phase::BusyRead => Phase::Head,
+            _ => Phase::Idle,
         };
-        self.0.store(next, Ordering::Relaxed);
+        self.0.store(next as u8, Ordering::Relaxed);
     }
 
-    fn phase(&self) -> u8 {
-        self.0.load(Ordering::Relaxed)
+    fn phase(&self) -> Phase {
+        // Only this module stores, and only a `Phase`; were another value ever found, the
+        // head deadline is the safe reading (the connection cannot be held open forever).
+        Phase::try_from(self.0.load(Ordering::Relaxed)).unwrap_or(Phase::Head)
+    }
+
+    /// Moves from `from` to `to` unless the service changed the phase meanwhile.
+    fn advance(&self, from: Phase, to: Phase) {
+        let _ = self
+            .0
+            .compare_exchange(from as u8, to as u8, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
@@ -76,7 +127,7 @@ pub struct TimedReads<S> {
     header_read_timeout: Duration,
     keep_alive_timeout: Duration,
     /// The phase the deadline was set for.
-    timed_phase: u8,
+    timed_phase: Phase,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -94,23 +145,18 @@ impl<S> TimedReads<S> {
             activity,
             header_read_timeout,
             keep_alive_timeout,
-            timed_phase: HEAD,
+            timed_phase: Phase::Head,
             deadline: Box::pin(tokio::time::sleep_until(accepted + header_read_timeout)),
         }
     }
 
     /// Restarts the deadline when the phase changed since it was set.
-    fn follow_phase(&mut self) -> u8 {
+    fn follow_phase(&mut self) -> Phase {
         let phase = self.activity.phase();
-        let timed = if phase == BUSY_READ { BUSY } else { phase };
+        let timed = phase.timed();
         if timed != self.timed_phase {
             self.timed_phase = timed;
-            let limit = match timed {
-                IDLE => Some(self.keep_alive_timeout),
-                HEAD => Some(self.header_read_timeout),
-                _ => None,
-            };
-            if let Some(limit) = limit {
+            if let Some(limit) = timed.limit(self.header_read_timeout, self.keep_alive_timeout) {
                 self.deadline.as_mut().reset(Instant::now() + limit);
             }
         }
@@ -118,8 +164,8 @@ impl<S> TimedReads<S> {
     }
 }
 
-fn timed_out(phase: u8) -> io::Error {
-    let what = if phase == IDLE {
+fn timed_out(phase: Phase) -> io::Error {
+    let what = if phase == Phase::Idle {
         "idle keep-alive connection closed (keep_alive_timeout)"
     } else {
         "request head not received in time (header_read_timeout)"
@@ -135,7 +181,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedReads<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let phase = this.follow_phase();
-        let timed = phase == IDLE || phase == HEAD;
+        let timed = matches!(phase, Phase::Idle | Phase::Head);
         // Checked before reading too: a head trickling in a byte at a time is always
         // readable, so the deadline would otherwise never be looked at.
         // (`Sleep::is_elapsed` only turns true once the sleep was polled, which a
@@ -149,24 +195,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedReads<S> {
                 if buf.filled().len() > before {
                     match phase {
                         // The next request's first byte: its head has this long.
-                        IDLE => {
-                            let _ = this.activity.0.compare_exchange(
-                                IDLE,
-                                HEAD,
-                                Ordering::Relaxed,
-                                Ordering::Relaxed,
-                            );
+                        Phase::Idle => {
+                            this.activity.advance(Phase::Idle, Phase::Head);
                             this.follow_phase();
                         }
-                        BUSY => {
-                            let _ = this.activity.0.compare_exchange(
-                                BUSY,
-                                BUSY_READ,
-                                Ordering::Relaxed,
-                                Ordering::Relaxed,
-                            );
-                        }
-                        _ => {}
+                        Phase::Busy => this.activity.advance(Phase::Busy, Phase::BusyRead),
+                        Phase::Head | Phase::BusyRead => {}
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -237,6 +271,37 @@ mod tests {
     async fn read_err(reads: &mut TimedReads<tokio::io::DuplexStream>) -> io::ErrorKind {
         let mut buf = [0u8; 16];
         reads.read(&mut buf).await.unwrap_err().kind()
+    }
+
+    #[test]
+    fn a_phase_round_trips_through_its_u8_and_nothing_else_is_a_phase() {
+        for phase in [Phase::Idle, Phase::Head, Phase::Busy, Phase::BusyRead] {
+            assert_eq!(Phase::try_from(phase as u8), Ok(phase));
+        }
+        for other in [4u8, 5, 128, u8::MAX] {
+            assert_eq!(Phase::try_from(other), Err(other));
+        }
+        // A stray value reads as a head, whose deadline still closes the connection.
+        let activity = Activity(AtomicU8::new(200));
+        assert_eq!(activity.phase(), Phase::Head);
+    }
+
+    #[test]
+    fn the_service_marks_move_the_phase() {
+        let activity = Activity::new();
+        assert_eq!(activity.phase(), Phase::Head);
+        activity.request_started();
+        assert_eq!(activity.phase(), Phase::Busy);
+        activity.request_finished();
+        assert_eq!(activity.phase(), Phase::Idle);
+        activity.request_started();
+        activity.advance(Phase::Busy, Phase::BusyRead);
+        activity.request_finished();
+        assert_eq!(activity.phase(), Phase::Head);
+        // An advance from a phase the connection is not in changes nothing.
+        activity.advance(Phase::Idle, Phase::Busy);
+        assert_eq!(activity.phase(), Phase::Head);
+        assert_eq!(Activity::untimed().phase(), Phase::Busy);
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 
 use http::HeaderValue;
 
+use crate::edge::hex::Hex;
+
 /// The longest accepted incoming id, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 64;
 
@@ -68,7 +70,8 @@ impl RequestId {
             bytes: [0; MAX_REQUEST_ID_BYTES],
             len: GENERATED_LEN as u8,
         };
-        write_hex(mix(count.wrapping_add(key)), &mut id.bytes[..GENERATED_LEN]);
+        let digits = Hex::new(mix(count.wrapping_add(key)), GENERATED_LEN as u32);
+        id.bytes[..GENERATED_LEN].copy_from_slice(digits.as_bytes());
         id
     }
 
@@ -115,14 +118,6 @@ fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
-}
-
-fn write_hex(value: u64, out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, slot) in out.iter_mut().enumerate().take(GENERATED_LEN) {
-        let shift = 60 - 4 * i;
-        *slot = DIGITS[((value >> shift) & 0xf) as usize];
-    }
 }
 
 #[cfg(test)]

@@ -30,10 +30,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
@@ -92,34 +92,21 @@ pub async fn serve<H: Handler>(
     connections: Arc<Semaphore>,
 ) {
     let config = app.config.load_full();
-    let builder = Arc::new(connection_builder(&config.server));
+    let shared = Arc::new(Shared {
+        handler,
+        builder: connection_builder(&config.server),
+        stop: stop.clone(),
+        // Cancelled when the grace period ends, to close connections still open then (in
+        // the binary the runtime's end would drop them anyway; in-process it must be
+        // explicit).
+        force_close: CancellationToken::new(),
+        header_read_timeout: config.server.header_read_timeout,
+        keep_alive_timeout: config.server.keep_alive_timeout,
+    });
     let graceful = GracefulShutdown::new();
-    // Cancelled when the grace period ends, to close connections still open then (in the
-    // binary the runtime's end would drop them anyway; in-process it must be explicit).
-    let force_close = CancellationToken::new();
     let mut backoff = Duration::from_millis(5);
 
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _peer)) => {
-                backoff = Duration::from_millis(5);
-                stream
-            }
-            Err(err) => {
-                // EMFILE, ENFILE, ENOBUFS...: wait for resources instead of spinning.
-                tracing::warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
+    while let Some(stream) = accept(&listener, &stop, &mut backoff).await {
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             // Over the connection cap: close at once rather than queue.
             drop(stream);
@@ -128,70 +115,130 @@ pub async fn serve<H: Handler>(
         let _ = stream.set_nodelay(true);
         app.metrics
             .connection_accepted(crate::pool::worker::current());
-        let handler = handler.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let stop = stop.clone();
-        let force_close = force_close.clone();
-        let header_read_timeout = config.server.header_read_timeout;
-        let keep_alive_timeout = config.server.keep_alive_timeout;
-        let accepted = tokio::time::Instant::now();
-        tokio::spawn(async move {
-            // The first bytes, under the header timeout; a shutdown meanwhile drops the
-            // connection, which has no request in flight yet.
-            let stream = tokio::select! {
-                _ = stop.cancelled() => None,
-                read = tokio::time::timeout(header_read_timeout, read_preface(stream)) => {
-                    read.ok().and_then(Result::ok)
-                }
-            };
-            let Some(stream) = stream else {
-                drop(permit);
-                return;
-            };
-            // HTTP/1 reads keep the header and idle deadlines; HTTP/2 multiplexes streams
-            // and has its own keep-alive pings, so its reads have none.
-            let activity = (!stream.is_h2()).then(Activity::new);
-            let reads = TimedReads::new(
-                stream,
-                activity.clone().unwrap_or_else(Activity::untimed),
-                accepted,
-                header_read_timeout,
-                keep_alive_timeout,
-            );
-            let service = service_fn(move |request| {
-                let handler = handler.clone();
-                let activity = activity.clone();
-                async move {
-                    if let Some(activity) = &activity {
-                        activity.request_started();
-                    }
-                    let response = handler.handle(request).await;
-                    if let Some(activity) = &activity {
-                        activity.request_finished();
-                    }
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let connection = builder.serve_connection(TokioIo::new(reads), service);
-            tokio::select! {
-                result = watcher.watch(connection) => {
-                    if let Err(err) = result {
-                        tracing::debug!(error = %err, "connection ended with an error");
-                    }
-                }
-                // The grace period is over: dropping the connection closes its socket.
-                _ = force_close.cancelled() => {}
-            }
-            drop(permit);
-        });
+        let connection = serve_connection(
+            shared.clone(),
+            stream,
+            tokio::time::Instant::now(),
+            graceful.watcher(),
+            permit,
+        );
+        tokio::spawn(connection);
     }
 
     // Stop accepting first: from here new connections are refused by the kernel.
     drop(listener);
-    // Then ask every connection to finish: in-flight requests complete, idle keep-alive
-    // connections close; a stuck client is cut off when the grace period ends.
-    let grace = app.config.load().server.shutdown_grace;
+    drain(
+        graceful,
+        &shared.force_close,
+        app.config.load().server.shutdown_grace,
+    )
+    .await;
+}
+
+/// What every connection of one listener shares.
+struct Shared<H> {
+    handler: Arc<H>,
+    builder: auto::Builder<TokioExecutor>,
+    stop: CancellationToken,
+    force_close: CancellationToken,
+    header_read_timeout: Duration,
+    keep_alive_timeout: Duration,
+}
+
+/// The next accepted connection, or `None` once `stop` is cancelled. Accept errors such
+/// as EMFILE, ENFILE or ENOBUFS wait for resources, doubling `backoff` up to 1 s, instead
+/// of spinning; a success resets it.
+async fn accept(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+    backoff: &mut Duration,
+) -> Option<TcpStream> {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return None,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                *backoff = Duration::from_millis(5);
+                return Some(stream);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(*backoff) => {}
+                }
+                *backoff = (*backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// One connection, from its first bytes to its close; holds `permit` (its place under the
+/// connection cap) until then.
+async fn serve_connection<H: Handler>(
+    shared: Arc<Shared<H>>,
+    stream: TcpStream,
+    accepted: tokio::time::Instant,
+    watcher: Watcher,
+    permit: OwnedSemaphorePermit,
+) {
+    // The first bytes, under the header timeout; a shutdown meanwhile drops the
+    // connection, which has no request in flight yet.
+    let stream = tokio::select! {
+        _ = shared.stop.cancelled() => None,
+        read = tokio::time::timeout(shared.header_read_timeout, read_preface(stream)) => {
+            read.ok().and_then(Result::ok)
+        }
+    };
+    let Some(stream) = stream else {
+        drop(permit);
+        return;
+    };
+    // HTTP/1 reads keep the header and idle deadlines; HTTP/2 multiplexes streams
+    // and has its own keep-alive pings, so its reads have none.
+    let activity = (!stream.is_h2()).then(Activity::new);
+    let reads = TimedReads::new(
+        stream,
+        activity.clone().unwrap_or_else(Activity::untimed),
+        accepted,
+        shared.header_read_timeout,
+        shared.keep_alive_timeout,
+    );
+    let handler = shared.handler.clone();
+    let service = service_fn(move |request| {
+        let handler = handler.clone();
+        let activity = activity.clone();
+        async move {
+            if let Some(activity) = &activity {
+                activity.request_started();
+            }
+            let response = handler.handle(request).await;
+            if let Some(activity) = &activity {
+                activity.request_finished();
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = shared
+        .builder
+        .serve_connection(TokioIo::new(reads), service);
+    tokio::select! {
+        result = watcher.watch(connection) => {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        }
+        // The grace period is over: dropping the connection closes its socket.
+        _ = shared.force_close.cancelled() => {}
+    }
+    drop(permit);
+}
+
+/// Asks every connection to finish: in-flight requests complete, idle keep-alive
+/// connections close; a stuck client is cut off (through `force_close`) when `grace` ends.
+async fn drain(graceful: GracefulShutdown, force_close: &CancellationToken, grace: Duration) {
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

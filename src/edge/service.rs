@@ -9,17 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::auth::CacheLookup;
+use crate::domain::names::Slug;
 use crate::domain::status::SchoolStatus;
 use crate::edge::cors::Cors;
 use crate::edge::error::ApiError;
-use crate::edge::request_id;
+use crate::edge::etag;
+use crate::edge::request_id::{self, RequestId};
 use crate::edge::server::Handler;
 use crate::edge::static_files::StaticFiles;
 use crate::lunch::handlers::{self, Reply};
@@ -64,27 +66,56 @@ async fn handle(
 
     let result = match routed {
         Err(err) => Err(ApiError::Route(err)),
-        Ok(Route::Healthz) => Ok(json_response(
+        Ok(route) => dispatch(app, static_files, route, &parts, body, started, &mut school).await,
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(err) => error_response(app, &err, request_id, route_name, school.as_deref()),
+    };
+    finish(
+        app,
+        &parts,
+        response,
+        request_id,
+        route_name,
+        started,
+        school.as_deref(),
+    )
+}
+
+/// Answers a routed request: the probes, preflights and the static front end directly,
+/// the API under the in-flight cap and the request timeout.
+async fn dispatch(
+    app: &Arc<App>,
+    static_files: Option<&StaticFiles>,
+    route: Route<'_>,
+    parts: &Parts,
+    body: Incoming,
+    started: Instant,
+    school: &mut Option<Arc<Tenant>>,
+) -> Result<Response<Body>, ApiError> {
+    match route {
+        Route::Healthz => Ok(json_response(
             StatusCode::OK,
             br#"{"status":"ok"}"#.to_vec(),
         )),
-        Ok(Route::Readyz) => Ok(readiness(app)),
-        Ok(Route::Preflight) => {
+        Route::Readyz => Ok(readiness(app)),
+        Route::Preflight => {
             Ok(Cors::new(&app.config.load().server.cors_origins).preflight(&parts.headers))
         }
-        Ok(Route::NotApi) => match static_files {
+        Route::NotApi => match static_files {
             Some(files) if matches!(parts.method, Method::GET | Method::HEAD) => Ok(files
                 .serve(&parts.method, parts.uri.path(), &parts.headers)
-                .await),
+                .await?),
             _ => Err(ApiError::Route(router::RouteError::NotFound)),
         },
-        Ok(route) => match app.in_flight.clone().try_acquire_owned() {
+        route => match app.in_flight.clone().try_acquire_owned() {
             // Beyond the in-flight cap a request is refused at once, never queued.
             Err(_) => Err(ApiError::Overloaded),
             Ok(_permit) => {
                 let timeout = app.config.load().server.request_timeout;
                 let deadline = tokio::time::Instant::from_std(started) + timeout;
-                let work = serve_api(app, route, &parts, body, deadline, &mut school);
+                let work = serve_api(app, route, parts, body, deadline, school);
                 // serve_api keeps the deadline itself once it holds a database connection
                 // (so it can cancel the query); this outer bound covers everything, with
                 // room for that cancellation.
@@ -94,23 +125,39 @@ async fn handle(
                 }
             }
         },
-    };
+    }
+}
 
-    let mut response = match result {
-        Ok(response) => response,
-        Err(err) => {
-            let status = err.status();
-            if status.is_server_error() {
-                tracing::error!(request_id = %request_id, route = route_name, school = school.as_ref().map(|t| &*t.database), error = %err.cause_chain(), "request failed");
-            } else {
-                tracing::debug!(request_id = %request_id, route = route_name, error = %err.cause_chain(), "request rejected");
-            }
-            if let ApiError::Auth(reason) = &err {
-                app.metrics.jwt_rejected(reason.reason());
-            }
-            err.to_response(request_id.as_str())
-        }
-    };
+/// Logs a failed request and turns its error into the response.
+fn error_response(
+    app: &App,
+    err: &ApiError,
+    request_id: RequestId,
+    route_name: &'static str,
+    school: Option<&Tenant>,
+) -> Response<Body> {
+    if err.status().is_server_error() {
+        tracing::error!(request_id = %request_id, route = route_name, school = school.map(|t| &*t.database), error = %err.cause_chain(), "request failed");
+    } else {
+        tracing::debug!(request_id = %request_id, route = route_name, error = %err.cause_chain(), "request rejected");
+    }
+    if let ApiError::Auth(reason) = err {
+        app.metrics.jwt_rejected(reason.reason());
+    }
+    err.to_response(request_id.as_str())
+}
+
+/// What every response gets on its way out: no body for HEAD, CORS headers, the request
+/// id; then the request's metrics and its access log line.
+fn finish(
+    app: &App,
+    parts: &Parts,
+    mut response: Response<Body>,
+    request_id: RequestId,
+    route_name: &'static str,
+    started: Instant,
+    school: Option<&Tenant>,
+) -> Response<Body> {
     if parts.method == Method::HEAD {
         strip_body(&mut response);
     }
@@ -123,7 +170,7 @@ async fn handle(
     let elapsed = started.elapsed();
     app.metrics
         .record_request(route_name, response.status(), elapsed);
-    if let Some(tenant) = &school {
+    if let Some(tenant) = school {
         tenant.requests.increment();
     }
     tracing::info!(
@@ -132,13 +179,14 @@ async fn handle(
         route = route_name,
         status,
         duration_us = elapsed.as_micros() as u64,
-        school = school.as_ref().map(|t| &*t.database),
+        school = school.map(|t| &*t.database),
         request_id = %request_id,
     );
     response
 }
 
-/// The authenticated and public API routes.
+/// The authenticated and public API routes: the school, the body, the handler on one of
+/// the school's connections, and the reply.
 async fn serve_api(
     app: &App,
     route: Route<'_>,
@@ -147,55 +195,76 @@ async fn serve_api(
     deadline: tokio::time::Instant,
     school: &mut Option<Arc<Tenant>>,
 ) -> Result<Response<Body>, ApiError> {
-    let snapshot = app.snapshot.load();
     let tenant = match route {
-        Route::PublicWeek { slug, .. } => {
-            // The public route reaches a school only through the catalog snapshot.
-            let tenant = snapshot.by_slug(slug).ok_or(ApiError::SchoolNotFound)?;
-            match tenant.status {
-                SchoolStatus::Active => tenant.clone(),
-                SchoolStatus::Provisioning => {
-                    return Err(ApiError::SchoolProvisioning(tenant.database.to_string()))
-                }
-                SchoolStatus::Suspended => return Err(ApiError::SchoolNotFound),
-            }
-        }
-        _ => {
-            let authorization = parts.headers.get(http::header::AUTHORIZATION);
-            let (principal, lookup) = app
-                .auth
-                .load()
-                .authenticate_counted(authorization.map(HeaderValue::as_bytes))
-                .await;
-            match lookup {
-                CacheLookup::Hit => app.metrics.token_cache_hit(),
-                CacheLookup::Miss => app.metrics.token_cache_miss(),
-                CacheLookup::NotAsked => {}
-            }
-            let principal = principal?;
-            let tenant = snapshot
-                .by_database(&principal.school_database)
-                .ok_or_else(|| {
-                    ApiError::SchoolNotInCatalog(principal.school_database.to_string())
-                })?;
-            match tenant.status {
-                SchoolStatus::Active => tenant.clone(),
-                SchoolStatus::Suspended => {
-                    return Err(ApiError::SchoolSuspended(tenant.database.to_string()))
-                }
-                SchoolStatus::Provisioning => {
-                    return Err(ApiError::SchoolProvisioning(tenant.database.to_string()))
-                }
-            }
-        }
+        Route::PublicWeek { slug, .. } => public_tenant(app, slug)?,
+        _ => authenticated_tenant(app, parts).await?,
     };
     *school = Some(tenant.clone());
-    drop(snapshot);
-
     // Bodies are read and validated before a connection is taken, so a slow client never
     // holds one of its school's connections.
+    let input = read_input(app, route, parts, body).await?;
+    let reply = run_in_time(&tenant, route, input, deadline).await?;
+    Ok(match reply {
+        Reply::Json(body) => with_etag(&parts.headers, body),
+        Reply::Empty => {
+            let mut response = Response::new(Body::default());
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            response
+        }
+    })
+}
+
+/// The school of a public route: reached only through the catalog snapshot, by slug.
+fn public_tenant(app: &App, slug: Slug<'_>) -> Result<Arc<Tenant>, ApiError> {
+    let snapshot = app.snapshot.load();
+    let tenant = snapshot.by_slug(slug).ok_or(ApiError::SchoolNotFound)?;
+    match tenant.status {
+        SchoolStatus::Active => Ok(tenant.clone()),
+        SchoolStatus::Provisioning => {
+            Err(ApiError::SchoolProvisioning(tenant.database.to_string()))
+        }
+        SchoolStatus::Suspended => Err(ApiError::SchoolNotFound),
+    }
+}
+
+/// The school named by the request's bearer token.
+async fn authenticated_tenant(app: &App, parts: &Parts) -> Result<Arc<Tenant>, ApiError> {
+    let authorization = parts.headers.get(http::header::AUTHORIZATION);
+    let (principal, lookup) = app
+        .auth
+        .load()
+        .authenticate_counted(authorization.map(HeaderValue::as_bytes))
+        .await;
+    match lookup {
+        CacheLookup::Hit => app.metrics.token_cache_hit(),
+        CacheLookup::Miss => app.metrics.token_cache_miss(),
+        CacheLookup::NotAsked => {}
+    }
+    let principal = principal?;
+    let snapshot = app.snapshot.load();
+    let tenant = snapshot
+        .by_database(&principal.school_database)
+        .ok_or_else(|| ApiError::SchoolNotInCatalog(principal.school_database.to_string()))?;
+    match tenant.status {
+        SchoolStatus::Active => Ok(tenant.clone()),
+        SchoolStatus::Suspended => Err(ApiError::SchoolSuspended(tenant.database.to_string())),
+        SchoolStatus::Provisioning => {
+            Err(ApiError::SchoolProvisioning(tenant.database.to_string()))
+        }
+    }
+}
+
+/// The parsed and validated body of the routes that take one.
+async fn read_input(
+    app: &App,
+    route: Route<'_>,
+    parts: &Parts,
+    body: Incoming,
+) -> Result<Input, ApiError> {
     let limit = app.config.load().server.max_body_bytes;
-    let input = match route {
+    Ok(match route {
         Route::CreateWeek => Input::Week(model::parse_new_week(
             &read_body(parts, body, limit).await?,
         )?),
@@ -213,15 +282,24 @@ async fn serve_api(
             &read_body(parts, body, limit).await?,
         )?),
         _ => Input::None,
-    };
+    })
+}
 
+/// Takes one of the school's connections and runs the handler on it, both before
+/// `deadline`.
+async fn run_in_time(
+    tenant: &Tenant,
+    route: Route<'_>,
+    input: Input,
+    deadline: tokio::time::Instant,
+) -> Result<Reply, ApiError> {
     let conn = match tokio::time::timeout_at(deadline, tenant.pool.get()).await {
         Ok(conn) => conn.map_err(ApiError::Unavailable)?,
         Err(_) => return Err(ApiError::Timeout),
     };
     let run = run_handler(&conn, route, input);
-    let reply = match tokio::time::timeout_at(deadline, run).await {
-        Ok(reply) => reply?,
+    match tokio::time::timeout_at(deadline, run).await {
+        Ok(reply) => reply,
         Err(_) => {
             // The query is still running on the server (waiting on a lock, say). Its
             // connection is retired: it takes no new request and closes once the requests
@@ -235,20 +313,9 @@ async fn serve_api(
                     tracing::warn!(school = %tenant.database, "cancelling a timed-out query failed");
                 }
             }
-            return Err(ApiError::Timeout);
+            Err(ApiError::Timeout)
         }
-    };
-    drop(conn);
-    Ok(match reply {
-        Reply::Json(body) => with_etag(&parts.headers, body),
-        Reply::Empty => {
-            let mut response = Response::new(Body::default());
-            response
-                .headers_mut()
-                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-            response
-        }
-    })
+    }
 }
 
 /// Runs the handler of `route` on the school's connection.
@@ -317,17 +384,8 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 /// A 200 JSON response with a weak ETag; `If-None-Match` with that tag gets a 304, as the
 /// original's Express did (browsers revalidate with it).
 fn with_etag(request: &http::HeaderMap, body: Vec<u8>) -> Response<Body> {
-    let tag = etag(&body);
-    let matches = request
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|candidate| {
-            candidate == "*" || candidate.trim_start_matches("W/") == tag.trim_start_matches("W/")
-        });
-    let mut response = if matches {
+    let tag = etag::body_etag(&body);
+    let mut response = if etag::matches_if_none_match(request, tag.as_bytes()) {
         let mut response = Response::new(Body::default());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response
@@ -338,59 +396,6 @@ fn with_etag(request: &http::HeaderMap, body: Vec<u8>) -> Response<Body> {
         response.headers_mut().insert(ETAG, value);
     }
     response
-}
-
-/// `W/"<length in hex>-<hash in 16 hex digits>"`, written without the formatting machinery
-/// (this runs on every JSON response).
-fn etag(body: &[u8]) -> String {
-    fn hex(out: &mut String, value: u64, min_digits: u32) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let digits = (64 - value.leading_zeros()).div_ceil(4).max(min_digits);
-        for shift in (0..digits).rev() {
-            out.push(char::from(DIGITS[(value >> (shift * 4)) as usize & 0xf]));
-        }
-    }
-    let mut tag = String::with_capacity(40);
-    tag.push_str("W/\"");
-    hex(&mut tag, body.len() as u64, 1);
-    tag.push('-');
-    hex(&mut tag, body_hash(body), 16);
-    tag.push('"');
-    tag
-}
-
-/// A fast 64-bit hash of a response body for its weak ETag. SipHash's resistance to
-/// chosen collisions buys nothing here, where a collision only costs a client one stale
-/// 304 of its own school's data. Four independent lanes take 32 bytes per step, so the
-/// multiplies overlap instead of waiting on each other (one lane of 8 bytes was 1.5% of
-/// tenant-edge's CPU on the 3 kB week list).
-fn body_hash(body: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    fn mix(lane: u64, word: u64) -> u64 {
-        (lane.rotate_left(5) ^ word).wrapping_mul(K)
-    }
-    fn word(bytes: &[u8]) -> u64 {
-        u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]))
-    }
-    let mut lanes: [u64; 4] = [body.len() as u64, 1, 2, 3];
-    let mut blocks = body.chunks_exact(32);
-    for block in &mut blocks {
-        for (lane, bytes) in lanes.iter_mut().zip(block.chunks_exact(8)) {
-            *lane = mix(*lane, word(bytes));
-        }
-    }
-    let mut hash = lanes.iter().fold(0u64, |hash, &lane| mix(hash, lane));
-    let mut words = blocks.remainder().chunks_exact(8);
-    for bytes in &mut words {
-        hash = mix(hash, word(bytes));
-    }
-    for &byte in words.remainder() {
-        hash = mix(hash, u64::from(byte));
-    }
-    // Final avalanche, so that a change in the last bytes reaches every bit.
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^ (hash >> 33)
 }
 
 /// HEAD: the same status and headers as GET, no body.
@@ -412,49 +417,5 @@ fn readiness(app: &App) -> Response<Body> {
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{body_hash, etag};
-
-    #[test]
-    fn etag_is_length_and_hash_in_hex() {
-        for body in [&b""[..], b"x", &[7u8; 3100]] {
-            let expected = format!("W/\"{:x}-{:016x}\"", body.len(), body_hash(body));
-            assert_eq!(etag(body), expected);
-        }
-    }
-
-    #[test]
-    fn every_byte_of_a_long_body_changes_the_etag_hash() {
-        // Longer than one 32-byte block, with a tail that is neither whole blocks nor words.
-        let body: Vec<u8> = (0..203u32).map(|i| (i * 7 % 251) as u8).collect();
-        let base = body_hash(&body);
-        for position in 0..body.len() {
-            let mut changed = body.clone();
-            changed[position] ^= 0x80;
-            assert_ne!(body_hash(&changed), base, "byte {position}");
-        }
-        // The same words in other lanes are a different body.
-        let mut swapped = body.clone();
-        swapped[..16].rotate_left(8);
-        assert_ne!(body_hash(&swapped), base);
-    }
-
-    #[test]
-    fn every_byte_changes_the_etag_hash() {
-        let body: Vec<u8> =
-            br#"[{"lunchWeekId":1,"weekOf":"2020-01-06","isPublished":true}]"#.to_vec();
-        let base = body_hash(&body);
-        assert_eq!(base, body_hash(&body.clone()), "deterministic");
-        for position in 0..body.len() {
-            let mut changed = body.clone();
-            changed[position] ^= 1;
-            assert_ne!(body_hash(&changed), base, "byte {position}");
-        }
-        assert_ne!(body_hash(b""), body_hash(b"\0"));
-        assert_ne!(body_hash(b"true"), body_hash(b"false"));
     }
 }

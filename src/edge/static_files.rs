@@ -7,8 +7,9 @@
 //! outside the directory: the path is percent-decoded once, then every segment is checked
 //! (no `..`, `.`, `\`, NUL or hidden names), and the file finally opened must canonicalize
 //! to a path under the canonical directory, so a symlink cannot lead out either. It must not
-//! route `/api` paths (the router does), and it never puts a file system path or an IO
-//! error's text in a response.
+//! route `/api` paths (the router does), and it does not build error responses: a failure is
+//! a [`StaticError`], which `edge::error::ApiError` turns into a status and a body (never
+//! with a file system path or an IO error's text in it).
 //!
 //! Decisions worth knowing:
 //! - A path whose last segment has a file extension (`/missing.js`) and matches no file
@@ -18,22 +19,30 @@
 //!   built front end has no such files, and streaming them is not worth the code yet.
 //! - Hidden segments (`/.env`, `/.git/config`) are refused, except `.well-known`, so a
 //!   stray dotfile in the build directory is not published.
-//! - A malformed percent-escape (`%zz`) is a 400, like invalid UTF-8 and an encoded NUL.
+//! - A malformed percent-escape (`%zz`, `%2`) is a 400, like invalid UTF-8 and an encoded
+//!   NUL. The `percent-encoding` crate decodes; it passes malformed escapes through as
+//!   text, so they are refused before decoding.
 
+use std::borrow::Cow;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use http::header::{
-    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS,
-};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
+use percent_encoding::percent_decode_str;
 use tokio::io::AsyncReadExt;
+
+use crate::edge::etag::matches_if_none_match;
+use crate::edge::hex::Hex;
 
 /// Files larger than this are not served (see the module comment).
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The methods a static file answers, as the `Allow` header of a 405 names them.
+pub const ALLOW: &str = "GET, HEAD";
 
 const INDEX: &str = "index.html";
 const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -46,53 +55,22 @@ pub struct StaticFiles {
     root: PathBuf,
 }
 
-/// Why a static request was not answered with a file. The caller may map it to its own
-/// error response; [`StaticFiles::serve`] uses [`StaticError::into_response`].
+/// Why a static request was not answered with a file; `edge::error::ApiError` maps it
+/// to a response.
 #[derive(Debug, thiserror::Error)]
 pub enum StaticError {
-    /// Malformed percent-escape, invalid UTF-8 or an encoded NUL in the path (400).
+    /// Malformed percent-escape, invalid UTF-8 or an encoded NUL in the path.
     #[error("malformed static path")]
     BadRequest,
-    /// No such file, a refused path or a file too large (404).
+    /// No such file, a refused path or a file too large.
     #[error("no such static file")]
     NotFound,
-    /// Not `GET` or `HEAD` (405).
+    /// Not `GET` or `HEAD`.
     #[error("method not allowed for static files")]
     MethodNotAllowed,
-    /// The file exists but could not be read (500). The source is for logs only.
+    /// The file exists but could not be read. The source is for logs only.
     #[error("cannot read static file")]
     Io(#[source] io::Error),
-}
-
-impl StaticError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            StaticError::BadRequest => StatusCode::BAD_REQUEST,
-            StaticError::NotFound => StatusCode::NOT_FOUND,
-            StaticError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            StaticError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// A flat JSON error (`{"message": ...}`), never with a path or IO text in it.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let message = match self {
-            StaticError::BadRequest => "Bad request",
-            StaticError::NotFound => "Not found",
-            StaticError::MethodNotAllowed => "Method not allowed",
-            StaticError::Io(_) => "Internal server error",
-        };
-        let body = serde_json::json!({ "message": message }).to_string();
-        let mut response = Response::new(Full::new(Bytes::from(body.clone())));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-        if matches!(self, StaticError::MethodNotAllowed) {
-            headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        }
-        response
-    }
 }
 
 impl StaticFiles {
@@ -121,26 +99,8 @@ impl StaticFiles {
         &self.root
     }
 
-    /// Answers a request for a non-`/api` path; errors become JSON responses.
+    /// Answers a request for a non-`/api` path with a file, or says why not.
     pub async fn serve(
-        &self,
-        method: &Method,
-        raw_path: &str,
-        request_headers: &HeaderMap,
-    ) -> Response<Full<Bytes>> {
-        match self.try_serve(method, raw_path, request_headers).await {
-            Ok(response) => response,
-            Err(error) => {
-                if let StaticError::Io(source) = &error {
-                    tracing::error!(error = %source, "cannot read static file");
-                }
-                error.into_response()
-            }
-        }
-    }
-
-    /// Like [`StaticFiles::serve`], with the failure left to the caller.
-    pub async fn try_serve(
         &self,
         method: &Method,
         raw_path: &str,
@@ -213,8 +173,10 @@ impl StaticFiles {
             .modified()
             .ok()
             .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |since| since.as_nanos());
-        let etag = format!("W/\"{:x}-{:x}\"", content.len(), mtime_nanos);
+            .map_or(0, |since| {
+                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+            });
+        let etag = file_etag(content.len(), mtime_nanos);
         let content_type = content_type(&canonical);
         Ok(Some(LoadedFile {
             content: Bytes::from(content),
@@ -274,40 +236,41 @@ fn is_absent(error: &io::Error) -> bool {
     )
 }
 
-/// Percent-decodes the path part of a raw request target (a query, if any, is dropped).
-fn decode_path(raw_path: &str) -> Result<String, StaticError> {
-    let path = raw_path.split(['?', '#']).next().unwrap_or("");
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hi = bytes.get(i + 1).and_then(|&c| hex_value(c));
-            let lo = bytes.get(i + 2).and_then(|&c| hex_value(c));
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push((hi << 4) | lo),
-                _ => return Err(StaticError::BadRequest),
-            }
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    if out.contains(&0) {
-        return Err(StaticError::BadRequest);
-    }
-    String::from_utf8(out).map_err(|_| StaticError::BadRequest)
+/// `W/"<length in hex>-<modification time in nanoseconds, in hex>"`.
+fn file_etag(length: usize, mtime_nanos: u64) -> String {
+    let mut tag = String::with_capacity(40);
+    tag.push_str("W/\"");
+    tag.push_str(Hex::new(length as u64, 1).as_str());
+    tag.push('-');
+    tag.push_str(Hex::new(mtime_nanos, 1).as_str());
+    tag.push('"');
+    tag
 }
 
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Percent-decodes the path part of a raw request target (a query, if any, is dropped).
+/// Borrows when there is nothing to decode.
+fn decode_path(raw_path: &str) -> Result<Cow<'_, str>, StaticError> {
+    let path = raw_path.split(['?', '#']).next().unwrap_or("");
+    if !escapes_are_well_formed(path) {
+        return Err(StaticError::BadRequest);
     }
+    let decoded = percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| StaticError::BadRequest)?;
+    if decoded.contains('\0') {
+        return Err(StaticError::BadRequest);
+    }
+    Ok(decoded)
+}
+
+/// Whether every `%` starts an escape of two hex digits.
+fn escapes_are_well_formed(path: &str) -> bool {
+    path.split('%').skip(1).all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 /// The non-empty segments of a decoded path, or `None` if any segment is refused.
@@ -398,22 +361,6 @@ fn content_type(path: &Path) -> &'static str {
         "wasm" => "application/wasm",
         _ => "application/octet-stream",
     }
-}
-
-/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks for GET) or is
-/// `*`. Malformed entries simply do not match.
-fn matches_if_none_match(request_headers: &HeaderMap, etag: &[u8]) -> bool {
-    let ours = strip_weak(etag);
-    request_headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(|tag| tag.trim_ascii())
-        .any(|tag| tag == b"*" || strip_weak(tag) == ours)
-}
-
-fn strip_weak(tag: &[u8]) -> &[u8] {
-    tag.strip_prefix(b"W/").unwrap_or(tag)
 }
 
 #[cfg(test)]

@@ -108,98 +108,28 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, RouteError
         _ => path,
     };
     let is_get = *method == Method::GET || *method == Method::HEAD;
-    let is_options = *method == Method::OPTIONS;
-
     let rest = match path.strip_prefix("/api") {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
-        _ => {
-            return match path {
-                "/healthz" | "/readyz" if !is_get => {
-                    Err(RouteError::MethodNotAllowed { allow: ALLOW_GET })
-                }
-                "/healthz" => Ok(Route::Healthz),
-                "/readyz" => Ok(Route::Readyz),
-                _ => Ok(Route::NotApi),
-            }
-        }
+        _ => return outside_api(path, is_get),
     };
-
-    // `rest` is "" or starts with '/'; splitting the remainder keeps empty segments, so
-    // "/api//lunch-week" has an empty one and matches nothing.
-    let mut segments = rest.strip_prefix('/').unwrap_or("").split('/');
-    let shape = match (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) {
-        (Some("lunch-week"), None, ..) => Shape::Weeks,
-        (Some("lunch-week"), Some(week), None, ..) => Shape::Week(week),
-        (Some("lunch-week"), Some(week), Some("lunch-day"), None, _) => Shape::Days(week),
-        (Some("lunch-week"), Some(week), Some("lunch-day"), Some(day), None) => {
-            Shape::Day(week, day)
-        }
-        (Some("lunch-week-public"), Some(slug), Some(week_of), None, _) => {
-            Shape::Public(slug, week_of)
-        }
-        _ => return Err(RouteError::NotFound),
-    };
+    let shape = Shape::of(rest)?;
     // An empty parameter ("/api/lunch-week//lunch-day") is an empty segment: no such path.
     if shape.has_empty_parameter() {
         return Err(RouteError::NotFound);
     }
-    if is_options {
+    if *method == Method::OPTIONS {
         return Ok(Route::Preflight);
     }
+    shape.route(method, is_get)
+}
 
-    match shape {
-        Shape::Weeks if is_get => Ok(Route::ListWeeks),
-        Shape::Weeks if *method == Method::POST => Ok(Route::CreateWeek),
-        Shape::Weeks => not_allowed(ALLOW_COLLECTION),
-        Shape::Week(week) => {
-            let build = if is_get {
-                Route::GetWeek
-            } else if *method == Method::PUT {
-                Route::UpdateWeek
-            } else if *method == Method::DELETE {
-                Route::DeleteWeek
-            } else {
-                return not_allowed(ALLOW_ITEM);
-            };
-            Ok(build(week_id(week)?))
-        }
-        Shape::Days(week) => {
-            let build = if is_get {
-                Route::ListDays
-            } else if *method == Method::POST {
-                Route::CreateDay
-            } else {
-                return not_allowed(ALLOW_COLLECTION);
-            };
-            Ok(build(week_id(week)?))
-        }
-        Shape::Day(week, day) => {
-            // A single day cannot be read: API.md has no GET for it.
-            let build = if *method == Method::PUT {
-                Route::UpdateDay
-            } else if *method == Method::DELETE {
-                Route::DeleteDay
-            } else {
-                return not_allowed(ALLOW_DAY);
-            };
-            Ok(build(week_id(week)?, id(day, "lunchDayId")?))
-        }
-        Shape::Public(slug, week_of) => {
-            if !is_get {
-                return not_allowed(ALLOW_GET);
-            }
-            // The date first: a malformed slug must behave exactly like a well-formed
-            // unknown one, which the router cannot tell from a known one.
-            let week_of = Date::parse(week_of).ok_or(RouteError::BadDate)?;
-            let slug = Slug::parse(slug).ok_or(RouteError::BadSlug)?;
-            Ok(Route::PublicWeek { slug, week_of })
-        }
+/// A path not under `/api`: a probe, or the static front end's.
+fn outside_api(path: &str, is_get: bool) -> Result<Route<'_>, RouteError> {
+    match path {
+        "/healthz" | "/readyz" if !is_get => not_allowed(ALLOW_GET),
+        "/healthz" => Ok(Route::Healthz),
+        "/readyz" => Ok(Route::Readyz),
+        _ => Ok(Route::NotApi),
     }
 }
 
@@ -212,7 +142,85 @@ enum Shape<'a> {
     Public(&'a str, &'a str),
 }
 
-impl Shape<'_> {
+impl<'a> Shape<'a> {
+    /// The shape of `rest`, the part of the path after `/api` ("" or starting with '/').
+    fn of(rest: &'a str) -> Result<Shape<'a>, RouteError> {
+        // Splitting keeps empty segments, so "/api//lunch-week" has an empty one and
+        // matches nothing.
+        let mut segments = rest.strip_prefix('/').unwrap_or("").split('/');
+        let shape = match (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) {
+            (Some("lunch-week"), None, ..) => Shape::Weeks,
+            (Some("lunch-week"), Some(week), None, ..) => Shape::Week(week),
+            (Some("lunch-week"), Some(week), Some("lunch-day"), None, _) => Shape::Days(week),
+            (Some("lunch-week"), Some(week), Some("lunch-day"), Some(day), None) => {
+                Shape::Day(week, day)
+            }
+            (Some("lunch-week-public"), Some(slug), Some(week_of), None, _) => {
+                Shape::Public(slug, week_of)
+            }
+            _ => return Err(RouteError::NotFound),
+        };
+        Ok(shape)
+    }
+
+    /// The route of this shape for `method` (not `OPTIONS`), its parameters checked.
+    fn route(self, method: &Method, is_get: bool) -> Result<Route<'a>, RouteError> {
+        match self {
+            Shape::Weeks if is_get => Ok(Route::ListWeeks),
+            Shape::Weeks if *method == Method::POST => Ok(Route::CreateWeek),
+            Shape::Weeks => not_allowed(ALLOW_COLLECTION),
+            Shape::Week(week) => {
+                let build = if is_get {
+                    Route::GetWeek
+                } else if *method == Method::PUT {
+                    Route::UpdateWeek
+                } else if *method == Method::DELETE {
+                    Route::DeleteWeek
+                } else {
+                    return not_allowed(ALLOW_ITEM);
+                };
+                Ok(build(week_id(week)?))
+            }
+            Shape::Days(week) => {
+                let build = if is_get {
+                    Route::ListDays
+                } else if *method == Method::POST {
+                    Route::CreateDay
+                } else {
+                    return not_allowed(ALLOW_COLLECTION);
+                };
+                Ok(build(week_id(week)?))
+            }
+            Shape::Day(week, day) => {
+                // A single day cannot be read: API.md has no GET for it.
+                let build = if *method == Method::PUT {
+                    Route::UpdateDay
+                } else if *method == Method::DELETE {
+                    Route::DeleteDay
+                } else {
+                    return not_allowed(ALLOW_DAY);
+                };
+                Ok(build(week_id(week)?, id(day, "lunchDayId")?))
+            }
+            Shape::Public(slug, week_of) => {
+                if !is_get {
+                    return not_allowed(ALLOW_GET);
+                }
+                // The date first: a malformed slug must behave exactly like a well-formed
+                // unknown one, which the router cannot tell from a known one.
+                let week_of = Date::parse(week_of).ok_or(RouteError::BadDate)?;
+                let slug = Slug::parse(slug).ok_or(RouteError::BadSlug)?;
+                Ok(Route::PublicWeek { slug, week_of })
+            }
+        }
+    }
+
     fn has_empty_parameter(&self) -> bool {
         match *self {
             Shape::Weeks => false,

@@ -1017,6 +1017,13 @@ async fn the_static_front_end_is_served_without_traversal() {
     let (status, _, body) = server.request(Method::GET, "/api/nope", &[], None).await;
     assert_eq!(status, 404);
     assert_eq!(parse(&body)["code"], "not_found");
+    // A missing file and a malformed path get the flat JSON error of every failure.
+    let (status, headers, body) = server
+        .request(Method::GET, "/assets/missing.js", &[], None)
+        .await;
+    assert_error(status, &headers, &body, 404, "not_found", "Not found");
+    let (status, headers, body) = server.request(Method::GET, "/%zz", &[], None).await;
+    assert_error(status, &headers, &body, 400, "invalid_path", "Bad request");
 
     // Traversal, plain and encoded, over a raw connection so no client normalizes it.
     for path in [
@@ -1328,4 +1335,225 @@ async fn every_worker_thread_takes_connections() {
     assert!(w0 + w1 >= 24.0, "worker 0: {w0}, worker 1: {w1}");
     assert!(!metrics.contains_key(r#"worker_connections_total{worker="2"}"#));
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. The admin API's failures
+
+/// Asserts an error response: its status and the flat JSON body `{"message", "code",
+/// "requestId"}`, whose request id is the one in the `X-Request-Id` header.
+fn assert_error(
+    status: u16,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    expected_status: u16,
+    code: &str,
+    message: &str,
+) {
+    let text = String::from_utf8_lossy(body);
+    assert_eq!(status, expected_status, "{text}");
+    assert_eq!(
+        headers["content-type"], "application/json; charset=utf-8",
+        "{text}"
+    );
+    let request_id = headers["x-request-id"].to_str().unwrap();
+    let expected = serde_json::json!({ "message": message, "code": code, "requestId": request_id });
+    assert_eq!(parse(body), expected);
+}
+
+#[tokio::test]
+async fn admin_failures_are_flat_json_errors_with_a_code() {
+    let server = TestServer::start("").await;
+    let admin = server.admin.clone().expect("admin listener");
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    // No token, an empty one (`Bearer `, which arrives as `Bearer`: the parser trims the
+    // trailing space), a wrong one, another scheme: 401 with a challenge.
+    let wrong = format!("Bearer {ADMIN_TOKEN}x");
+    let basic = format!("Basic {ADMIN_TOKEN}");
+    for authorization in [
+        None,
+        Some("Bearer "),
+        Some("Bearer"),
+        Some(wrong.as_str()),
+        Some(basic.as_str()),
+    ] {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|a| ("authorization", a))
+            .into_iter()
+            .collect();
+        let (status, response_headers, body) = server
+            .request_to(&admin, Method::GET, "/admin/schools", &headers, None)
+            .await;
+        assert_error(
+            status,
+            &response_headers,
+            &body,
+            401,
+            "unauthorized",
+            "Unauthorized",
+        );
+        assert_eq!(
+            response_headers["www-authenticate"], "Bearer",
+            "{authorization:?}"
+        );
+    }
+    // The client's request id is the one answered.
+    let (status, headers, body) = server
+        .request_to(
+            &admin,
+            Method::GET,
+            "/admin/schools",
+            &[("x-request-id", "admin-req-1")],
+            None,
+        )
+        .await;
+    assert_error(status, &headers, &body, 401, "unauthorized", "Unauthorized");
+    assert_eq!(parse(&body)["requestId"], "admin-req-1");
+
+    let with_token = [("authorization", auth.as_str())];
+    let call = |method: Method, path: &'static str, body: Option<&'static str>| {
+        let admin = admin.clone();
+        let server = &server;
+        async move {
+            server
+                .request_to(&admin, method, path, &with_token, body)
+                .await
+        }
+    };
+    let (status, headers, body) = call(Method::GET, "/admin/nope", None).await;
+    assert_error(status, &headers, &body, 404, "not_found", "Not found");
+    let (status, headers, body) = call(Method::POST, "/metrics", None).await;
+    assert_error(
+        status,
+        &headers,
+        &body,
+        405,
+        "method_not_allowed",
+        "Method not allowed",
+    );
+    assert_eq!(headers["allow"], "GET, HEAD");
+    // Bad bodies: 400 saying what to fix.
+    for (request, message) in [
+        ("[1]", "body must be a JSON object"),
+        ("not json", "body must be a JSON object"),
+        (r#"{"database": "x"}"#, "field name (a string) is required"),
+        (
+            r#"{"name": "A", "database": 7}"#,
+            "field database must be a string",
+        ),
+    ] {
+        let (status, headers, body) = server
+            .request_to(
+                &admin,
+                Method::POST,
+                "/admin/schools",
+                &with_token,
+                Some(request),
+            )
+            .await;
+        assert_error(status, &headers, &body, 400, "bad_request", message);
+    }
+    let catalog = json_string(&server.scratch.catalog());
+    let request = format!(r#"{{"name": "Catalog", "database": {catalog}}}"#);
+    let (status, headers, body) = server
+        .request_to(
+            &admin,
+            Method::POST,
+            "/admin/schools",
+            &with_token,
+            Some(&request),
+        )
+        .await;
+    assert_error(
+        status,
+        &headers,
+        &body,
+        400,
+        "bad_request",
+        "that is the catalog database",
+    );
+    // Unknown schools: 404.
+    let unknown = server.scratch.db("unknown");
+    for (method, path) in [
+        (Method::POST, format!("/admin/schools/{unknown}/suspend")),
+        (Method::POST, format!("/admin/schools/{unknown}/resume")),
+        (Method::DELETE, format!("/admin/schools/{unknown}")),
+    ] {
+        let (status, headers, body) = server
+            .request_to(&admin, method, &path, &with_token, None)
+            .await;
+        let message = format!("no school with database {unknown}");
+        assert_error(status, &headers, &body, 404, "school_not_found", &message);
+    }
+    // A duplicate: 409.
+    let school = server.scratch.db("dup");
+    let request = format!(
+        r#"{{"name": "Dup School", "database": {}}}"#,
+        json_string(&school)
+    );
+    let (status, _, body) = server
+        .request_to(
+            &admin,
+            Method::POST,
+            "/admin/schools",
+            &with_token,
+            Some(&request),
+        )
+        .await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let (status, headers, body) = server
+        .request_to(
+            &admin,
+            Method::POST,
+            "/admin/schools",
+            &with_token,
+            Some(&request),
+        )
+        .await;
+    let message = format!("a school with database {school} already exists");
+    assert_error(status, &headers, &body, 409, "school_exists", &message);
+    // Success bodies are not error-shaped.
+    let (status, _, body) = call(Method::POST, "/admin/refresh", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        parse(&body)["generation"].is_u64(),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_admin_api_is_a_403() {
+    let scratch = Scratch::new();
+    let text = config_text(&scratch, "").replace(&format!("token = \"{ADMIN_TOKEN}\"\n"), "");
+    assert!(!text.contains(ADMIN_TOKEN), "{text}");
+    let server = start_with_text(scratch, &text).await;
+    server.wait_ready().await;
+    let admin = server.admin.clone().expect("admin listener");
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    for headers in [vec![], vec![("authorization", auth.as_str())]] {
+        let (status, response_headers, body) = server
+            .request_to(&admin, Method::GET, "/admin/schools", &headers, None)
+            .await;
+        let message = "the admin API is disabled: set [admin] token";
+        assert_error(
+            status,
+            &response_headers,
+            &body,
+            403,
+            "admin_disabled",
+            message,
+        );
+    }
+    // /metrics needs no token.
+    let (status, _, _) = server
+        .request_to(&admin, Method::GET, "/metrics", &[], None)
+        .await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }

@@ -1,11 +1,14 @@
 //! Tests of the `static_files` module against a scratch directory each test creates (and
-//! removes), with files outside it that must never be served.
+//! removes), with files outside it that must never be served. Failures are answered the
+//! way the service answers them, through `ApiError::to_response`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http_body_util::BodyExt;
 
 use super::*;
+use crate::edge::error::ApiError;
+use http::header::IF_NONE_MATCH;
 
 const INDEX_HTML: &str = "<!doctype html><title>lunch</title>";
 const APP_JS: &str = "console.log('app')";
@@ -65,7 +68,10 @@ impl Scratch {
         path: &str,
         headers: HeaderMap,
     ) -> (StatusCode, HeaderMap, String) {
-        let response = self.files.serve(&method, path, &headers).await;
+        let response = match self.files.serve(&method, path, &headers).await {
+            Ok(response) => response,
+            Err(err) => ApiError::from(err).to_response(REQUEST_ID),
+        };
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
         let body = String::from_utf8(body.to_vec()).unwrap();
@@ -83,8 +89,22 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-const NOT_FOUND: &str = r#"{"message":"Not found"}"#;
-const BAD_REQUEST: &str = r#"{"message":"Bad request"}"#;
+const REQUEST_ID: &str = "static-test";
+
+/// (status, code, message) of the JSON error bodies.
+const NOT_FOUND: (u16, &str, &str) = (404, "not_found", "Not found");
+const BAD_REQUEST: (u16, &str, &str) = (400, "invalid_path", "Bad request");
+
+/// Asserts that `body` is the flat JSON error `{"message", "code", "requestId"}`.
+fn assert_error_body(body: &str, code: &str, message: &str, context: &str) {
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap();
+    let expected = serde_json::json!({
+        "message": message,
+        "code": code,
+        "requestId": REQUEST_ID,
+    });
+    assert_eq!(parsed, expected, "{context}");
+}
 
 #[tokio::test]
 async fn serves_files_with_type_and_cache_policy() {
@@ -222,40 +242,43 @@ async fn serves_files_with_type_and_cache_policy() {
 #[tokio::test]
 async fn refuses_what_is_not_a_servable_file() {
     let scratch = Scratch::new();
-    // (path, status, body)
-    let cases: &[(&str, u16, &str)] = &[
-        ("/missing.js", 404, NOT_FOUND),
-        ("/assets/missing-1a2b3c4d.js", 404, NOT_FOUND),
-        ("/index.html/x.js", 404, NOT_FOUND),
-        ("/../Cargo.toml", 404, NOT_FOUND),
-        ("/%2e%2e/Cargo.toml", 404, NOT_FOUND),
-        ("/%2E%2E/Cargo.toml", 404, NOT_FOUND),
-        ("/assets/..%2f..%2fCargo.toml", 404, NOT_FOUND),
-        ("/%2e%2e%2fCargo.toml", 404, NOT_FOUND),
-        ("/..%5cCargo.toml", 404, NOT_FOUND),
-        ("/..%5c..%5cCargo.toml", 404, NOT_FOUND),
-        ("/./style.css", 404, NOT_FOUND),
-        ("/assets/../../Cargo.toml", 404, NOT_FOUND),
-        ("/.env", 404, NOT_FOUND),
-        ("/%2eenv", 404, NOT_FOUND),
-        ("/leak.txt", 404, NOT_FOUND),
-        ("/outdir/secret.txt", 404, NOT_FOUND),
-        ("/big.bin", 404, NOT_FOUND),
-        ("/a%00b", 400, BAD_REQUEST),
-        ("/%ff", 400, BAD_REQUEST),
-        ("/%c3%28", 400, BAD_REQUEST),
-        ("/%zz", 400, BAD_REQUEST),
-        ("/%2", 400, BAD_REQUEST),
-        ("/%", 400, BAD_REQUEST),
-        ("relative", 404, NOT_FOUND),
-        ("", 404, NOT_FOUND),
+    // (path, (status, code, message))
+    let cases: &[(&str, (u16, &str, &str))] = &[
+        ("/missing.js", NOT_FOUND),
+        ("/assets/missing-1a2b3c4d.js", NOT_FOUND),
+        ("/index.html/x.js", NOT_FOUND),
+        ("/../Cargo.toml", NOT_FOUND),
+        ("/%2e%2e/Cargo.toml", NOT_FOUND),
+        ("/%2E%2E/Cargo.toml", NOT_FOUND),
+        ("/assets/..%2f..%2fCargo.toml", NOT_FOUND),
+        ("/%2e%2e%2fCargo.toml", NOT_FOUND),
+        ("/..%5cCargo.toml", NOT_FOUND),
+        ("/..%5c..%5cCargo.toml", NOT_FOUND),
+        ("/./style.css", NOT_FOUND),
+        ("/assets/../../Cargo.toml", NOT_FOUND),
+        ("/.env", NOT_FOUND),
+        ("/%2eenv", NOT_FOUND),
+        ("/leak.txt", NOT_FOUND),
+        ("/outdir/secret.txt", NOT_FOUND),
+        ("/big.bin", NOT_FOUND),
+        ("/a%00b", BAD_REQUEST),
+        ("/%ff", BAD_REQUEST),
+        ("/%c3%28", BAD_REQUEST),
+        ("/%zz", BAD_REQUEST),
+        ("/%2", BAD_REQUEST),
+        ("/%", BAD_REQUEST),
+        ("relative", NOT_FOUND),
+        ("", NOT_FOUND),
     ];
-    for (path, status, body) in cases {
+    for (path, (status, code, message)) in cases {
         let (got_status, headers, got_body) = scratch.get(path).await;
         assert_eq!(got_status.as_u16(), *status, "{path}");
-        assert_eq!(got_body, *body, "{path}");
+        assert_error_body(&got_body, code, message, path);
         assert!(!got_body.contains(OUTSIDE), "{path}");
-        assert_eq!(header(&headers, "content-type"), Some("application/json"));
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("application/json; charset=utf-8")
+        );
     }
 }
 
@@ -325,9 +348,10 @@ async fn head_has_headers_without_body() {
 async fn other_methods_are_405() {
     let scratch = Scratch::new();
     for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
-        let (status, headers, _) = scratch.request(method, "/", HeaderMap::new()).await;
+        let (status, headers, body) = scratch.request(method, "/", HeaderMap::new()).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(header(&headers, "allow"), Some("GET, HEAD"));
+        assert_error_body(&body, "method_not_allowed", "Method not allowed", "405");
     }
 }
 
@@ -361,5 +385,43 @@ fn content_hashes_are_recognised_narrowly() {
     ];
     for (name, expected) in cases {
         assert_eq!(has_content_hash(name), expected, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_read_is_a_500_without_its_path() {
+    let scratch = Scratch::new();
+    // A symlink to itself: resolving it fails with ELOOP, an IO error other than "absent"
+    // (a permission denial would not do: the tests may run as root).
+    let looped = scratch.files.root().join("looped.txt");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    let (status, _, body) = scratch.get("/looped.txt").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_error_body(&body, "internal_error", "Internal server error", "500");
+    assert!(!body.contains("looped"), "{body}");
+}
+
+#[test]
+fn paths_are_decoded_once_and_malformed_escapes_refused() {
+    // (raw path, decoded; None is a 400)
+    let cases: &[(&str, Option<&str>)] = &[
+        ("/style.css", Some("/style.css")),
+        ("/%73tyle.css?v=%zz", Some("/style.css")),
+        ("/a%2fb", Some("/a/b")),
+        ("/%252e", Some("/%2e")),
+        ("/caf%C3%A9", Some("/café")),
+        ("/a#%zz", Some("/a")),
+        ("/%zz", None),
+        ("/%2", None),
+        ("/%", None),
+        ("/%%41", None),
+        ("/%g0", None),
+        ("/a%00b", None),
+        ("/%ff", None),
+        ("/%c3%28", None),
+    ];
+    for (raw, expected) in cases {
+        let decoded = decode_path(raw).ok();
+        assert_eq!(decoded.as_deref(), *expected, "{raw}");
     }
 }
