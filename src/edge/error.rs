@@ -244,15 +244,19 @@ impl ApiError {
         text
     }
 
-    /// The response, with `{"message", "code", "requestId"}` as the body.
+    /// The response, with `{"message", "code", "requestId"}` as the body, `message` first
+    /// (the Svelte client reads it).
     pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
         let status = self.status();
-        let body = serde_json::json!({
-            "message": self.client_message(),
-            "code": self.code(),
-            "requestId": request_id,
-        });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let body = ErrorBody {
+            message: &self.client_message(),
+            code: self.code(),
+            request_id,
+        };
+        // Serializing three strings cannot fail; the fallback is still a valid body.
+        let body = serde_json::to_vec(&body)
+            .unwrap_or_else(|_| br#"{"message":"Internal server error"}"#.to_vec());
+        let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
@@ -270,6 +274,15 @@ impl ApiError {
         }
         response
     }
+}
+
+/// The error body, its keys in this order.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    message: &'a str,
+    code: &'static str,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
 }
 
 /// Failures of the database rather than of the query: the connection is gone, the
@@ -496,6 +509,8 @@ mod tests {
                 assert_eq!(allow, static_files::ALLOW);
             }
             let bytes = body.collect().await.unwrap().to_bytes();
+            // `message` first: the Svelte client reads it, and a reader of a raw body too.
+            assert!(bytes.starts_with(br#"{"message":"#), "{chain}");
             let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             let expected = serde_json::json!({
                 "message": message,
