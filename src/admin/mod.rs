@@ -193,7 +193,9 @@ async fn refresh(app: &App) -> Result<crate::state::RefreshReport, String> {
     app.control
         .send(ControlEvent::Refresh(Some(tx)))
         .map_err(|_| "control loop stopped".to_string())?;
-    rx.await.map_err(|_| "control loop stopped".to_string())?
+    rx.await
+        .map_err(|_| "control loop stopped".to_string())?
+        .map_err(|err| err.to_string())
 }
 
 async fn catalog(app: &App) -> Result<tokio_postgres::Client, Response<Body>> {
@@ -245,7 +247,7 @@ async fn add(app: &App, body: &[u8]) -> Response<Body> {
             let _ = refresh(app).await;
             reply(
                 StatusCode::ACCEPTED,
-                json!({ "schoolId": school.id, "schoolDatabase": school.database, "slug": school.slug, "status": school.status }),
+                json!({ "schoolId": school.id, "schoolDatabase": school.database, "slug": school.slug, "status": school.status_text() }),
             )
         }
         Err(store::CatalogError::Duplicate(_)) => error(
@@ -268,7 +270,10 @@ async fn set_status(app: &App, database: &str, status: SchoolStatus) -> Response
         Err(response) => return response,
     };
     match store::find_school(&client, database).await {
-        Ok(Some(school)) if status == SchoolStatus::Active && school.status == "provisioning" => {
+        Ok(Some(school))
+            if status == SchoolStatus::Active
+                && school.status == Ok(SchoolStatus::Provisioning) =>
+        {
             return error(StatusCode::CONFLICT, "the school is still provisioning");
         }
         Ok(Some(_)) => {}
