@@ -92,8 +92,26 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Every variant in declaration order, so `error as usize` is its position here (the
+    /// metrics registry counts rejections by it and checks that at compile time).
+    pub const ALL: [AuthError; 13] = [
+        AuthError::Missing,
+        AuthError::BadScheme,
+        AuthError::TooLarge,
+        AuthError::Malformed,
+        AuthError::BadSignature,
+        AuthError::UnknownKey,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::WrongIssuer,
+        AuthError::WrongAudience,
+        AuthError::AlgorithmNotAllowed,
+        AuthError::NoSchoolClaim,
+        AuthError::KeysUnavailable,
+    ];
+
     /// A stable snake_case label for metrics and logs.
-    pub fn reason(&self) -> &'static str {
+    pub const fn reason(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing",
             AuthError::BadScheme => "bad_scheme",

@@ -60,6 +60,7 @@ async fn handle(
     let request_id = request_id::accept_or_generate(parts.headers.get("x-request-id"));
     let routed = router::route(&parts.method, parts.uri.path());
     let route_name = routed.as_ref().map_or("unmatched", Route::name);
+    let route_label = routed.as_ref().ok().map(Route::label);
     let mut school: Option<Arc<Tenant>> = None;
 
     let result = match routed {
@@ -106,7 +107,7 @@ async fn handle(
                 tracing::debug!(request_id = %request_id, route = route_name, error = %err.cause_chain(), "request rejected");
             }
             if let ApiError::Auth(reason) = &err {
-                app.metrics.jwt_rejected(reason.reason());
+                app.metrics.jwt_rejected(*reason);
             }
             err.to_response(request_id.as_str())
         }
@@ -122,7 +123,7 @@ async fn handle(
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics
-        .record_request(route_name, response.status(), elapsed);
+        .record_request(route_label, response.status(), elapsed);
     if let Some(tenant) = &school {
         tenant.requests.increment();
     }

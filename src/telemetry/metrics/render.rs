@@ -119,9 +119,9 @@ impl Metrics {
             "counter",
             "Bearer tokens refused, by reason.",
         );
-        let reasons = JWT_REJECTION_REASONS.iter().chain(["other"].iter());
-        for (reason, count) in reasons.zip(&self.jwt_rejections) {
+        for (error, count) in AuthError::ALL.iter().zip(&self.jwt_rejections) {
             let count = count.load(Ordering::Relaxed);
+            let reason = error.reason();
             let _ = writeln!(out, "jwt_rejections_total{{reason=\"{reason}\"}} {count}");
         }
         counter(
@@ -313,8 +313,10 @@ fn counter(out: &mut String, name: &str, help: &str, value: &AtomicU64) {
     let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
 }
 
-fn route_label(slot: usize) -> &'static str {
-    ROUTES.get(slot).copied().unwrap_or("other")
+pub(super) fn route_label(slot: usize) -> &'static str {
+    RouteName::ALL
+        .get(slot)
+        .map_or("other", |route| route.name())
 }
 
 /// Writes the `status` label of a status slot.
