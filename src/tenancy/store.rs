@@ -89,6 +89,7 @@ pub enum CatalogError {
     #[error("creating the catalog database {database}: {message}")]
     Create {
         database: String,
+        /// The server's reason; named `message` like the text it displays.
         #[source]
         message: CreateDatabaseError,
     },
