@@ -139,7 +139,7 @@ fn snapshot_lookup(c: &mut Criterion) {
             name: format!("School {i}"),
             database: format!("school_{i:03}"),
             slug: format!("school-{i:03}"),
-            status: "active".into(),
+            status: "active".parse(),
             db_version: 1,
             last_error: None,
             provision_attempts: 0,

@@ -142,6 +142,7 @@ impl Running {
         result
             .await
             .map_err(|_| "control loop stopped".to_string())?
+            .map_err(|err| err.to_string())
     }
 
     /// Graceful shutdown, in this order:

@@ -15,17 +15,29 @@ use crate::config::Config;
 use crate::pool::{Budget, PoolSettings};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::migrate::Applied;
+use crate::tenancy::provision::ProvisionError;
 use crate::tenancy::snapshot::Snapshot;
+use crate::tenancy::store::CatalogError;
 
 /// What the control loop can be asked to do, through [`App::control`].
 pub enum ControlEvent {
     /// Re-read the catalog now; the reply says how it went (admin API, tests).
-    Refresh(Option<oneshot::Sender<Result<RefreshReport, String>>>),
+    Refresh(Option<oneshot::Sender<Result<RefreshReport, RefreshError>>>),
     /// A background provisioning finished.
     Provisioned {
         database: String,
-        result: Result<Applied, String>,
+        result: Result<Applied, ProvisionError>,
     },
+}
+
+/// Why a catalog refresh failed; the last good snapshot stays in place. Defined here,
+/// beside [`ControlEvent`], because the reply to a refresh request carries it.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("reading the catalog timed out")]
+    TimedOut,
 }
 
 /// The outcome of one refresh.

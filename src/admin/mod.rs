@@ -220,7 +220,7 @@ async fn refresh(app: &App) -> Result<crate::state::RefreshReport, ApiError> {
         .map_err(|_| stopped())?;
     rx.await
         .map_err(|_| stopped())?
-        .map_err(ApiError::RefreshFailed)
+        .map_err(|err| ApiError::RefreshFailed(err.to_string()))
 }
 
 async fn catalog(app: &App) -> Result<tokio_postgres::Client, ApiError> {
@@ -271,7 +271,7 @@ async fn add(app: &App, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let _ = refresh(app).await;
     Ok(reply(
         StatusCode::ACCEPTED,
-        json!({ "schoolId": school.id, "schoolDatabase": school.database, "slug": school.slug, "status": school.status }),
+        json!({ "schoolId": school.id, "schoolDatabase": school.database, "slug": school.slug, "status": school.status_text() }),
     ))
 }
 
@@ -282,7 +282,10 @@ async fn set_status(
 ) -> Result<Response<Body>, ApiError> {
     let client = catalog(app).await?;
     match store::find_school(&client, database).await {
-        Ok(Some(school)) if status == SchoolStatus::Active && school.status == "provisioning" => {
+        Ok(Some(school))
+            if status == SchoolStatus::Active
+                && school.status == Ok(SchoolStatus::Provisioning) =>
+        {
             return Err(ApiError::StillProvisioning(database.to_owned()));
         }
         Ok(Some(_)) => {}

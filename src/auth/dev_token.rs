@@ -5,7 +5,7 @@
 //! never mints tokens for a client) and must not weaken verification: these tokens pass
 //! the same checks as any other, and only when the configuration lists `HS256`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
@@ -25,12 +25,8 @@ pub fn sign_dev_token(
     school_database: &str,
     ttl: Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    // A clock before 1970 is a broken host; issuing a token "at 0" is harmless there and
-    // avoids a panic.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    // On a host whose clock reads before 1970 this issues a token "at 0": harmless.
+    let now = super::unix_now();
     let mut claims = Map::new();
     claims.insert("iss".into(), issuer.into());
     claims.insert("aud".into(), audience.into());

@@ -20,7 +20,6 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 
 /// A key set larger than this is refused: real sets are a few KiB, and the cap keeps a
 /// misbehaving endpoint from filling memory.
@@ -206,8 +205,9 @@ fn usable_key(value: serde_json::Value) -> Result<VerifyingKey, &'static str> {
     })
 }
 
-/// Reads a key set file at startup (blocking: `Authenticator::new` is not async).
-pub fn read_file_blocking(path: &Path) -> Result<KeySet, JwksError> {
+/// Reads a key set file. Blocking: `Authenticator::new` (not async) calls it directly,
+/// [`JwksSource::load`] on tokio's blocking pool.
+pub fn read_file(path: &Path) -> Result<KeySet, JwksError> {
     use std::io::Read;
     let origin = path.display().to_string();
     let read_error = |source| JwksError::Read {
@@ -225,22 +225,18 @@ pub fn read_file_blocking(path: &Path) -> Result<KeySet, JwksError> {
     KeySet::parse(&bytes, &origin)
 }
 
-async fn read_file(path: &Path) -> Result<KeySet, JwksError> {
-    let origin = path.display().to_string();
-    let read_error = |source| JwksError::Read {
-        origin: origin.clone(),
-        source,
-    };
-    let file = tokio::fs::File::open(path).await.map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_JWKS_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(read_error)?;
-    if bytes.len() > MAX_JWKS_BYTES {
-        return Err(JwksError::TooLarge { origin });
+/// [`read_file`] off the async threads: a reload triggered by an unknown kid runs on a
+/// request's task, which must not block its worker on disk.
+async fn read_file_off_thread(path: &Path) -> Result<KeySet, JwksError> {
+    let owned = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || read_file(&owned)).await {
+        Ok(result) => result,
+        // Only a panic in the read or a runtime shutting down gets here.
+        Err(join) => Err(JwksError::Read {
+            origin: path.display().to_string(),
+            source: std::io::Error::other(join),
+        }),
     }
-    KeySet::parse(&bytes, &origin)
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -290,7 +286,7 @@ impl JwksSource {
     /// Loads the set once; the caller keeps its last good set on error.
     pub async fn load(&self) -> Result<KeySet, JwksError> {
         match self {
-            JwksSource::File(path) => read_file(path).await,
+            JwksSource::File(path) => read_file_off_thread(path).await,
             JwksSource::Url {
                 url,
                 origin,
@@ -435,7 +431,7 @@ mod tests {
 
     #[test]
     fn missing_and_oversized_files_are_errors() {
-        let missing = read_file_blocking(Path::new("/nonexistent/jwks.json"))
+        let missing = read_file(Path::new("/nonexistent/jwks.json"))
             .err()
             .unwrap();
         assert!(
@@ -446,10 +442,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let big = dir.join("big.json");
         std::fs::write(&big, vec![b' '; MAX_JWKS_BYTES + 10]).unwrap();
-        assert!(matches!(
-            read_file_blocking(&big),
-            Err(JwksError::TooLarge { .. })
-        ));
+        assert!(matches!(read_file(&big), Err(JwksError::TooLarge { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -22,6 +22,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -92,8 +94,26 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Every variant in declaration order, so `error as usize` is its position here (the
+    /// metrics registry counts rejections by it and checks that at compile time).
+    pub const ALL: [AuthError; 13] = [
+        AuthError::Missing,
+        AuthError::BadScheme,
+        AuthError::TooLarge,
+        AuthError::Malformed,
+        AuthError::BadSignature,
+        AuthError::UnknownKey,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::WrongIssuer,
+        AuthError::WrongAudience,
+        AuthError::AlgorithmNotAllowed,
+        AuthError::NoSchoolClaim,
+        AuthError::KeysUnavailable,
+    ];
+
     /// A stable snake_case label for metrics and logs.
-    pub fn reason(&self) -> &'static str {
+    pub const fn reason(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing",
             AuthError::BadScheme => "bad_scheme",
@@ -192,11 +212,10 @@ impl Authenticator {
         let wants_keys = config.algorithms.iter().any(|alg| !is_hmac(*alg));
         let (source, keys, ready) = match (&config.jwks_file, &config.jwks_url) {
             (Some(path), _) => {
-                let keys =
-                    jwks::read_file_blocking(path).map_err(|source| AuthSetupError::JwksFile {
-                        path: path.clone(),
-                        source,
-                    })?;
+                let keys = jwks::read_file(path).map_err(|source| AuthSetupError::JwksFile {
+                    path: path.clone(),
+                    source,
+                })?;
                 (Some(JwksSource::File(path.clone())), keys, true)
             }
             (None, Some(url)) => {
@@ -511,29 +530,11 @@ fn peek_header(token: &str) -> Result<PeekedHeader, AuthError> {
     Ok(header)
 }
 
-/// Unpadded base64url, as JWTs use it. Small enough to own rather than add a dependency.
+/// Unpadded base64url, as JWTs use it (RFC 7515 2): padding, characters outside the
+/// URL-safe alphabet and non-zero trailing bits are refused, as jsonwebtoken does for
+/// the segments it decodes.
 fn base64url_decode(input: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 3);
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &byte in input {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    // One leftover character (6 bits) cannot encode a byte.
-    (bits < 6).then_some(out)
+    URL_SAFE_NO_PAD.decode(input).ok()
 }
 
 /// `exp` as jsonwebtoken reads it: a non-negative integer, or a finite float rounded.
@@ -572,8 +573,8 @@ fn classify(err: &jsonwebtoken::errors::Error) -> AuthError {
     }
 }
 
-/// Unix seconds; a clock before 1970 reads as 0 rather than panicking.
-fn unix_now() -> u64 {
+/// Unix seconds; a clock before 1970 (a broken host) reads as 0 rather than panicking.
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -859,6 +859,9 @@ fn base64url_decoding() {
     assert!(base64url_decode(b"Y").is_none());
     assert!(base64url_decode(b"YQ==").is_none());
     assert!(base64url_decode(b"a+b/").is_none());
+    assert!(base64url_decode(b"YQ\n").is_none());
+    // Non-zero leftover bits: a second spelling of "a", refused as jsonwebtoken does.
+    assert!(base64url_decode(b"YR").is_none());
 }
 
 #[tokio::test]

@@ -68,7 +68,11 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
     if progress && total > 0 {
         eprintln!();
     }
-    lines.extend(results);
+    lines.extend(
+        results
+            .into_iter()
+            .map(|(db, r)| (db, r.map_err(|e| e.to_string()))),
+    );
 
     // Record what each database is at, so `tenants list` and every replica see it.
     for (database, result) in &lines {

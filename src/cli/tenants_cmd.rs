@@ -26,11 +26,12 @@ pub async fn run(config: &Config, command: TenantsCommand) -> Result<(), Failure
                     s.id,
                     s.database,
                     s.slug,
-                    s.status,
+                    s.status_text(),
                     s.db_version,
                     s.provision_attempts,
                     s.name,
                     s.last_error
+                        .as_ref()
                         .map(|e| format!(" (last error: {e})"))
                         .unwrap_or_default()
                 );
@@ -67,7 +68,7 @@ pub async fn run(config: &Config, command: TenantsCommand) -> Result<(), Failure
                     Ok(())
                 }
                 Err(reason) => {
-                    let _ = store::record_failure(&catalog, &database, &reason).await;
+                    let _ = store::record_failure(&catalog, &database, &reason.to_string()).await;
                     Err(Failure::runtime(format!(
                         "{database}: provisioning failed: {reason} (the school stays in status provisioning; `tenant-edge migrate` retries)"
                     )))
@@ -129,7 +130,7 @@ async fn change_status(
         .await
         .map_err(|err| Failure::runtime(err.to_string()))?
         .ok_or_else(|| Failure::runtime(format!("no school with database {database}")))?;
-    if status == SchoolStatus::Active && school.status == "provisioning" {
+    if status == SchoolStatus::Active && school.status == Ok(SchoolStatus::Provisioning) {
         return Err(Failure::runtime(format!(
             "{database} is still provisioning; it becomes active once its database is migrated"
         )));

@@ -22,11 +22,11 @@ use crate::config::{self, Config, ConfigSource};
 use crate::domain::names;
 use crate::domain::status::SchoolStatus;
 use crate::pool::PoolSettings;
-use crate::state::{App, ControlEvent, RefreshReport};
+use crate::state::{App, ControlEvent, RefreshError, RefreshReport};
 use crate::tenancy::migrate::{self, Applied};
-use crate::tenancy::provision::Provisioner;
+use crate::tenancy::provision::{ProvisionError, Provisioner};
 use crate::tenancy::snapshot::{Rejected, Snapshot};
-use crate::tenancy::store::{self, SchoolRecord};
+use crate::tenancy::store::{self, CatalogError, SchoolRecord};
 
 /// Retry state of a school whose provisioning failed.
 struct Backoff {
@@ -122,7 +122,7 @@ impl ControlLoop {
 
     /// The catalog connection, (re)opened on demand. The first time, the catalog database
     /// is created and migrated if needed.
-    async fn catalog(&mut self) -> Result<Arc<Client>, String> {
+    async fn catalog(&mut self) -> Result<Arc<Client>, CatalogError> {
         if let Some(client) = &self.catalog {
             if !client.is_closed() {
                 return Ok(client.clone());
@@ -130,31 +130,19 @@ impl ControlLoop {
         }
         let config = self.app.config.load_full();
         let timeout = config.tenants.connect_timeout.max(Duration::from_secs(2));
-        let mut client = store::connect_or_create(&config.catalog.target, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        store::migrate_catalog(&mut client, &config.catalog.target, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut client = store::connect_or_create(&config.catalog.target, timeout).await?;
+        store::migrate_catalog(&mut client, &config.catalog.target, timeout).await?;
         let client = Arc::new(client);
         self.catalog = Some(client.clone());
         Ok(client)
     }
 
     /// Reads the schools, swaps in the next snapshot, and starts provisioning what needs it.
-    pub async fn refresh(&mut self) -> Result<RefreshReport, String> {
+    pub async fn refresh(&mut self) -> Result<RefreshReport, RefreshError> {
         let records = match self.read_schools().await {
             Ok(records) => records,
             Err(err) => {
-                self.catalog = None;
-                self.app.metrics.catalog_refresh(false);
-                let age = self.app.snapshot.load().loaded_at.elapsed().as_secs();
-                if self.last_catalog_error.as_deref() != Some(&err) {
-                    tracing::error!(error = %err, snapshot_age_s = age, "catalog refresh failed; serving from the last snapshot");
-                    self.last_catalog_error = Some(err.clone());
-                } else {
-                    tracing::debug!(error = %err, snapshot_age_s = age, "catalog refresh failed again");
-                }
+                self.refresh_failed(&err);
                 return Err(err);
             }
         };
@@ -176,6 +164,38 @@ impl ControlLoop {
             tracing::error!(school_id = r.school_id, school = %r.database, reason = %r.reason, "catalog row skipped");
         }
         self.last_rejected = rejected.clone();
+        let next = self.publish(&previous, next);
+        if config.tenants.auto_provision {
+            self.start_provisioning(&records, &config);
+        }
+        Ok(RefreshReport {
+            generation: next.generation,
+            schools: next.len(),
+            rejected: rejected
+                .iter()
+                .map(|r| format!("{} (id {}): {}", r.database, r.school_id, r.reason))
+                .collect(),
+        })
+    }
+
+    /// A failed refresh: the snapshot stays, the connection is reopened next time, and the
+    /// error is logged once per distinct text (then at debug while it repeats).
+    fn refresh_failed(&mut self, err: &RefreshError) {
+        self.catalog = None;
+        self.app.metrics.catalog_refresh(false);
+        let age = self.app.snapshot.load().loaded_at.elapsed().as_secs();
+        let text = err.to_string();
+        if self.last_catalog_error.as_deref() != Some(text.as_str()) {
+            tracing::error!(error = %text, snapshot_age_s = age, "catalog refresh failed; serving from the last snapshot");
+            self.last_catalog_error = Some(text);
+        } else {
+            tracing::debug!(error = %text, snapshot_age_s = age, "catalog refresh failed again");
+        }
+    }
+
+    /// Stores `next` for the data path, drains the pools of schools no longer served and
+    /// updates the catalog metrics.
+    fn publish(&self, previous: &Snapshot, next: Snapshot) -> Arc<Snapshot> {
         // Schools that left (or stopped being served) drain: requests in flight finish on
         // the pool they hold, idle connections close now.
         for old in previous.tenants() {
@@ -204,27 +224,15 @@ impl ControlLoop {
         self.app
             .metrics
             .retain_schools(|name| next.by_database(name).is_some());
-
-        if config.tenants.auto_provision {
-            self.start_provisioning(&records, &config);
-        }
-        Ok(RefreshReport {
-            generation: next.generation,
-            schools: next.len(),
-            rejected: rejected
-                .iter()
-                .map(|r| format!("{} (id {}): {}", r.database, r.school_id, r.reason))
-                .collect(),
-        })
+        next
     }
 
-    async fn read_schools(&mut self) -> Result<Vec<SchoolRecord>, String> {
+    async fn read_schools(&mut self) -> Result<Vec<SchoolRecord>, RefreshError> {
         let client = self.catalog().await?;
         let read = tokio::time::timeout(Duration::from_secs(10), store::list_schools(&client));
         match read.await {
-            Ok(Ok(records)) => Ok(records),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err("reading the catalog timed out".into()),
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RefreshError::TimedOut),
         }
     }
 
@@ -234,7 +242,8 @@ impl ControlLoop {
         let now = Instant::now();
         let mut started = 0;
         for record in records {
-            let needs = record.status == "provisioning" || record.db_version < latest;
+            let needs =
+                record.status == Ok(SchoolStatus::Provisioning) || record.db_version < latest;
             if !needs
                 || self.provisioning.contains(&record.database)
                 || names::validate_database_name(&record.database).is_err()
@@ -265,7 +274,7 @@ impl ControlLoop {
         }
     }
 
-    async fn provisioned(&mut self, database: String, result: Result<Applied, String>) {
+    async fn provisioned(&mut self, database: String, result: Result<Applied, ProvisionError>) {
         self.provisioning.remove(&database);
         self.app.metrics.provision(result.is_ok());
         let recorded = match self.catalog().await {
@@ -274,9 +283,7 @@ impl ControlLoop {
                 Ok(applied) => {
                     self.failures.remove(&database);
                     tracing::info!(school = %database, applied = applied.count, version = applied.version, "school provisioned");
-                    store::record_provisioned(&client, &database, applied.version)
-                        .await
-                        .map_err(|e| e.to_string())
+                    store::record_provisioned(&client, &database, applied.version).await
                 }
                 Err(reason) => {
                     let backoff = self.failures.entry(database.clone()).or_insert(Backoff {
@@ -288,9 +295,7 @@ impl ControlLoop {
                         .min(Duration::from_secs(300));
                     backoff.next_try = Instant::now() + delay;
                     tracing::error!(school = %database, attempts = backoff.attempts, retry_in_s = delay.as_secs(), error = %reason, "provisioning failed");
-                    store::record_failure(&client, &database, reason)
-                        .await
-                        .map_err(|e| e.to_string())
+                    store::record_failure(&client, &database, &reason.to_string()).await
                 }
             },
         };
@@ -372,33 +377,16 @@ impl ControlLoop {
     }
 }
 
-#[cfg(unix)]
+/// SIGHUP, or `None` when the handler cannot be installed (then a reload needs a restart).
 type SignalStream = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type SignalStream = Option<()>;
 
 fn signal_stream() -> SignalStream {
-    #[cfg(unix)]
-    {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-    }
-    #[cfg(not(unix))]
-    {
-        None
-    }
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
 }
 
 async fn recv_signal(stream: &mut SignalStream) -> Option<()> {
-    #[cfg(unix)]
-    {
-        match stream {
-            Some(signal) => signal.recv().await,
-            None => std::future::pending().await,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = stream;
-        std::future::pending().await
+    match stream {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -115,11 +115,6 @@ impl Date {
         out[9] = b'0' + self.day % 10;
         out
     }
-
-    /// Appends the wire form `YYYY-MM-DD` to `buf`.
-    pub fn write_to(self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(&self.to_bytes());
-    }
 }
 
 const fn is_leap_year(year: u16) -> bool {
@@ -453,11 +448,8 @@ mod tests {
     }
 
     #[test]
-    fn write_to_appends_the_wire_form() {
-        let mut buf = b"[".to_vec();
-        date("0042-03-09").write_to(&mut buf);
-        buf.push(b']');
-        assert_eq!(buf, b"[0042-03-09]");
+    fn to_bytes_is_the_wire_form() {
+        assert_eq!(&date("0042-03-09").to_bytes(), b"0042-03-09");
         assert_eq!(format!("{:>12}", date("2020-01-06")), "  2020-01-06");
     }
 

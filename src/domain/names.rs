@@ -33,23 +33,12 @@ impl<'a> Slug<'a> {
     pub fn as_str(&self) -> &'a str {
         self.0
     }
-
-    /// The database name this slug stands for (`pinewood-elementary` ->
-    /// `pinewood_elementary`). A naming convention only: resolve through the catalog.
-    pub fn to_database(&self) -> String {
-        slug_to_database(self.0)
-    }
 }
 
 impl fmt::Display for Slug<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)
     }
-}
-
-/// `pinewood-elementary` -> `pinewood_elementary`.
-pub fn slug_to_database(slug: &str) -> String {
-    slug.replace('-', "_")
 }
 
 /// `pinewood_elementary` -> `pinewood-elementary`.
@@ -126,16 +115,14 @@ mod tests {
     }
 
     #[test]
-    fn slug_and_database_names_convert() {
+    fn database_names_convert_to_slugs() {
         let cases = [
             ("pinewood-elementary", "pinewood_elementary"),
             ("pinewood", "pinewood"),
             ("ps-118-north", "ps_118_north"),
         ];
         for (slug, database) in cases {
-            assert_eq!(slug_to_database(slug), database);
             assert_eq!(database_to_slug(database), slug);
-            assert_eq!(Slug::parse(slug).unwrap().to_database(), database);
         }
         let slug = Slug::parse("pinewood-elementary").unwrap();
         assert_eq!(slug.as_str(), "pinewood-elementary");

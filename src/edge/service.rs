@@ -26,7 +26,7 @@ use crate::edge::server::Handler;
 use crate::edge::static_files::StaticFiles;
 use crate::lunch::handlers::{self, Reply};
 use crate::lunch::model;
-use crate::lunch::router::{self, Route};
+use crate::lunch::router::{self, Route, RouteName};
 use crate::pool::TenantConnection;
 use crate::state::{App, Readiness};
 use crate::tenancy::snapshot::Tenant;
@@ -61,7 +61,8 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let request_id = request_id::accept_or_generate(parts.headers.get("x-request-id"));
     let routed = router::route(&parts.method, parts.uri.path());
-    let route_name = routed.as_ref().map_or("unmatched", Route::name);
+    let route = routed.as_ref().ok().map(Route::label);
+    let route_name = route.map_or("unmatched", RouteName::name);
     let mut school: Option<Arc<Tenant>> = None;
 
     let result = match routed {
@@ -77,7 +78,7 @@ async fn handle(
         &parts,
         response,
         request_id,
-        route_name,
+        route,
         started,
         school.as_deref(),
     )
@@ -142,7 +143,7 @@ fn error_response(
         tracing::debug!(request_id = %request_id, route = route_name, error = %err.cause_chain(), "request rejected");
     }
     if let ApiError::Auth(reason) = err {
-        app.metrics.jwt_rejected(reason.reason());
+        app.metrics.jwt_rejected(*reason);
     }
     err.to_response(request_id.as_str())
 }
@@ -154,10 +155,11 @@ fn finish(
     parts: &Parts,
     mut response: Response<Body>,
     request_id: RequestId,
-    route_name: &'static str,
+    route: Option<RouteName>,
     started: Instant,
     school: Option<&Tenant>,
 ) -> Response<Body> {
+    let route_name = route.map_or("unmatched", RouteName::name);
     if parts.method == Method::HEAD {
         strip_body(&mut response);
     }
@@ -169,7 +171,7 @@ fn finish(
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics
-        .record_request(route_name, response.status(), elapsed);
+        .record_request(route, response.status(), elapsed);
     if let Some(tenant) = school {
         tenant.requests.increment();
     }

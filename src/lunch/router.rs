@@ -53,21 +53,86 @@ pub enum Route<'a> {
 impl Route<'_> {
     /// A stable, low-cardinality label for metrics and logs (no ids, no slugs).
     pub fn name(&self) -> &'static str {
+        self.label().name()
+    }
+
+    /// Which kind of route this is, without its parameters.
+    pub fn label(&self) -> RouteName {
         match self {
-            Route::Healthz => "healthz",
-            Route::Readyz => "readyz",
-            Route::ListWeeks => "list_weeks",
-            Route::CreateWeek => "create_week",
-            Route::GetWeek(_) => "get_week",
-            Route::UpdateWeek(_) => "update_week",
-            Route::DeleteWeek(_) => "delete_week",
-            Route::ListDays(_) => "list_days",
-            Route::CreateDay(_) => "create_day",
-            Route::UpdateDay(..) => "update_day",
-            Route::DeleteDay(..) => "delete_day",
-            Route::PublicWeek { .. } => "public_week",
-            Route::Preflight => "preflight",
-            Route::NotApi => "not_api",
+            Route::Healthz => RouteName::Healthz,
+            Route::Readyz => RouteName::Readyz,
+            Route::ListWeeks => RouteName::ListWeeks,
+            Route::CreateWeek => RouteName::CreateWeek,
+            Route::GetWeek(_) => RouteName::GetWeek,
+            Route::UpdateWeek(_) => RouteName::UpdateWeek,
+            Route::DeleteWeek(_) => RouteName::DeleteWeek,
+            Route::ListDays(_) => RouteName::ListDays,
+            Route::CreateDay(_) => RouteName::CreateDay,
+            Route::UpdateDay(..) => RouteName::UpdateDay,
+            Route::DeleteDay(..) => RouteName::DeleteDay,
+            Route::PublicWeek { .. } => RouteName::PublicWeek,
+            Route::Preflight => RouteName::Preflight,
+            Route::NotApi => RouteName::NotApi,
+        }
+    }
+}
+
+/// A [`Route`] without its parameters: the fixed label set metrics count requests by.
+/// [`RouteName::ALL`] lists every variant in declaration order, so `name as usize` is its
+/// position there (the metrics registry checks that at compile time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteName {
+    Healthz,
+    Readyz,
+    ListWeeks,
+    CreateWeek,
+    GetWeek,
+    UpdateWeek,
+    DeleteWeek,
+    ListDays,
+    CreateDay,
+    UpdateDay,
+    DeleteDay,
+    PublicWeek,
+    Preflight,
+    NotApi,
+}
+
+impl RouteName {
+    pub const ALL: [RouteName; 14] = [
+        RouteName::Healthz,
+        RouteName::Readyz,
+        RouteName::ListWeeks,
+        RouteName::CreateWeek,
+        RouteName::GetWeek,
+        RouteName::UpdateWeek,
+        RouteName::DeleteWeek,
+        RouteName::ListDays,
+        RouteName::CreateDay,
+        RouteName::UpdateDay,
+        RouteName::DeleteDay,
+        RouteName::PublicWeek,
+        RouteName::Preflight,
+        RouteName::NotApi,
+    ];
+
+    /// The label text, e.g. `get_week`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RouteName::Healthz => "healthz",
+            RouteName::Readyz => "readyz",
+            RouteName::ListWeeks => "list_weeks",
+            RouteName::CreateWeek => "create_week",
+            RouteName::GetWeek => "get_week",
+            RouteName::UpdateWeek => "update_week",
+            RouteName::DeleteWeek => "delete_week",
+            RouteName::ListDays => "list_days",
+            RouteName::CreateDay => "create_day",
+            RouteName::UpdateDay => "update_day",
+            RouteName::DeleteDay => "delete_day",
+            RouteName::PublicWeek => "public_week",
+            RouteName::Preflight => "preflight",
+            RouteName::NotApi => "not_api",
         }
     }
 }

@@ -2,8 +2,9 @@
 //! text exposition `/metrics` on the admin listener serves.
 //!
 //! This module owns every metric name, label set and bucket layout, and the rule that keeps
-//! label cardinality bounded: routes, statuses and JWT rejection reasons come from fixed
-//! sets (anything else is counted under `other`), and per-school series exist only for the
+//! label cardinality bounded: routes and JWT rejection reasons are the variants of
+//! [`RouteName`] and [`AuthError`] (a request no route matched is counted under `other`),
+//! statuses a fixed list (any other by its class), and per-school series exist only for the
 //! top `metrics_top_schools` schools by traffic, the rest summed under `school="other"`.
 //! The request path is lock-free: one array slot per route and status, atomics only; the
 //! one lock guards the school registry, taken when a tenant is created, forgotten or at
@@ -20,28 +21,15 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
+use crate::auth::AuthError;
 use crate::domain::status::SchoolStatus;
+use crate::lunch::router::RouteName;
 use crate::tenancy::snapshot::SchoolCounter;
 
-/// Route labels: the values of [`crate::lunch::router::Route::name`]. Any other name (a
-/// route added later and not listed here) is counted as `other`.
-pub const ROUTES: [&str; 14] = [
-    "healthz",
-    "readyz",
-    "list_weeks",
-    "create_week",
-    "get_week",
-    "update_week",
-    "delete_week",
-    "list_days",
-    "create_day",
-    "update_day",
-    "delete_day",
-    "public_week",
-    "preflight",
-    "not_api",
-];
-const ROUTE_SLOTS: usize = ROUTES.len() + 1;
+/// One slot per [`RouteName`] (`name as usize`), then `route="other"`: a request that
+/// matched no route.
+const ROUTE_SLOTS: usize = RouteName::ALL.len() + 1;
+const UNMATCHED_ROUTE_SLOT: usize = RouteName::ALL.len();
 
 /// Statuses with their own label; others are labelled by class (`2xx`, ..., `5xx`).
 const STATUSES: [u16; 25] = [
@@ -51,24 +39,23 @@ const STATUSES: [u16; 25] = [
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 const STATUS_SLOTS: usize = STATUSES.len() + STATUS_CLASSES.len();
 
-/// The reasons a bearer token is refused, as `jwt_rejections_total` labels. A reason not
-/// in this list is counted as `other`.
-pub const JWT_REJECTION_REASONS: [&str; 13] = [
-    "missing",
-    "bad_scheme",
-    "too_large",
-    "malformed",
-    "bad_signature",
-    "unknown_key",
-    "expired",
-    "not_yet_valid",
-    "wrong_issuer",
-    "wrong_audience",
-    "algorithm_not_allowed",
-    "no_school_claim",
-    "keys_unavailable",
-];
-const JWT_SLOTS: usize = JWT_REJECTION_REASONS.len() + 1;
+/// One slot per [`AuthError`] (`error as usize`), labelled with its `reason()`.
+const JWT_SLOTS: usize = AuthError::ALL.len();
+
+// Slots are the enums' discriminants: both `ALL` arrays must list every variant in
+// declaration order, or this fails to compile.
+const _: () = {
+    let mut i = 0;
+    while i < RouteName::ALL.len() {
+        assert!(RouteName::ALL[i] as usize == i);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < AuthError::ALL.len() {
+        assert!(AuthError::ALL[i] as usize == i);
+        i += 1;
+    }
+};
 
 /// Upper bounds of `http_request_duration_seconds`, as written in `le` and in nanoseconds.
 const BUCKETS: [(&str, u64); 14] = [
@@ -197,10 +184,10 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered request: `route` is `Route::name()`, `elapsed` the time from
-    /// the request's arrival to its response head.
-    pub fn record_request(&self, route: &str, status: StatusCode, elapsed: Duration) {
-        let route = route_slot(route);
+    /// Counts one answered request: `route` is `Route::label()`, `None` when no route
+    /// matched; `elapsed` is the time from the request's arrival to its response head.
+    pub fn record_request(&self, route: Option<RouteName>, status: StatusCode, elapsed: Duration) {
+        let route = route.map_or(UNMATCHED_ROUTE_SLOT, |route| route as usize);
         self.requests[route][status_slot(status)].fetch_add(1, Ordering::Relaxed);
         self.durations[route].observe(elapsed);
     }
@@ -213,13 +200,9 @@ impl Metrics {
         self.worker_connections[slot].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a refused token; `reason` is one of [`JWT_REJECTION_REASONS`].
-    pub fn jwt_rejected(&self, reason: &str) {
-        let slot = JWT_REJECTION_REASONS
-            .iter()
-            .position(|&r| r == reason)
-            .unwrap_or(JWT_REJECTION_REASONS.len());
-        self.jwt_rejections[slot].fetch_add(1, Ordering::Relaxed);
+    /// Counts a refused token, by why it was refused.
+    pub fn jwt_rejected(&self, error: AuthError) {
+        self.jwt_rejections[error as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn token_cache_hit(&self) {
@@ -304,13 +287,6 @@ impl std::fmt::Debug for Metrics {
             .field("top_schools", &self.top_schools)
             .finish_non_exhaustive()
     }
-}
-
-fn route_slot(route: &str) -> usize {
-    ROUTES
-        .iter()
-        .position(|&r| r == route)
-        .unwrap_or(ROUTES.len())
 }
 
 fn status_slot(status: StatusCode) -> usize {

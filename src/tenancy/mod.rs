@@ -7,3 +7,6 @@ pub mod naming;
 pub mod provision;
 pub mod snapshot;
 pub mod store;
+
+#[cfg(test)]
+pub(crate) mod scratch;

@@ -12,10 +12,38 @@ use futures_util::stream::{self, StreamExt};
 use tokio_postgres::Config as PgConfig;
 
 use crate::config::Config;
-use crate::domain::names;
+use crate::domain::names::{self, NameError};
 use crate::pg;
-use crate::tenancy::migrate::{self, lock::MigrationLock, Applied, MigrationSet};
-use crate::tenancy::store;
+use crate::tenancy::migrate::lock::{LockError, MigrationLock};
+use crate::tenancy::migrate::{self, Applied, MigrateError, MigrationSet};
+use crate::tenancy::store::{self, CreateDatabaseError};
+
+/// Why one school could not be provisioned. The text is what `migrate`, `tenants add` and
+/// the control loop's log show, and what the catalog records as the school's last error.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Connect(#[from] pg::ConnectError),
+    #[error("creating database {database}: {source}")]
+    Create {
+        database: String,
+        #[source]
+        source: CreateDatabaseError,
+    },
+    /// Setting up the migrating session failed.
+    #[error("{message}")]
+    Session {
+        message: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+}
 
 /// Where provisioning connects.
 #[derive(Debug, Clone)]
@@ -46,41 +74,39 @@ impl Provisioner {
 
     /// Creates `database` if it is missing and applies every pending migration to it.
     /// `database` is validated here again: provisioning never acts on an unchecked name.
-    pub async fn provision(&self, database: &str) -> Result<Applied, String> {
-        names::validate_database_name(database).map_err(|err| err.to_string())?;
-        let lock = MigrationLock::acquire(&self.catalog, self.connect_timeout, database)
-            .await
-            .map_err(|err| err.to_string())?;
+    pub async fn provision(&self, database: &str) -> Result<Applied, ProvisionError> {
+        names::validate_database_name(database)?;
+        let lock = MigrationLock::acquire(&self.catalog, self.connect_timeout, database).await?;
         let result = self.provision_locked(database).await;
         lock.release().await;
         result
     }
 
-    async fn provision_locked(&self, database: &str) -> Result<Applied, String> {
+    async fn provision_locked(&self, database: &str) -> Result<Applied, ProvisionError> {
         let target = pg::with_database(&self.tenants, database);
         let mut client = match pg::connect(&target, self.connect_timeout).await {
             Ok(client) => client,
             Err(err) if err.is_missing_database() => {
-                let admin = pg::connect(&self.tenants, self.connect_timeout)
-                    .await
-                    .map_err(|err| err.to_string())?;
+                let admin = pg::connect(&self.tenants, self.connect_timeout).await?;
                 store::create_database(&admin, database)
                     .await
-                    .map_err(|message| format!("creating database {database}: {message}"))?;
-                pg::connect(&target, self.connect_timeout)
-                    .await
-                    .map_err(|err| err.to_string())?
+                    .map_err(|source| ProvisionError::Create {
+                        database: database.to_string(),
+                        source,
+                    })?;
+                pg::connect(&target, self.connect_timeout).await?
             }
-            Err(err) => return Err(err.to_string()),
+            Err(err) => return Err(err.into()),
         };
         // A migrator killed while its statement waits is noticed by the server within a second.
         client
             .batch_execute("set client_connection_check_interval = '1s'")
             .await
-            .map_err(|err| pg::error_text(&err))?;
-        migrate::apply(&mut client, &self.migrations)
-            .await
-            .map_err(|err| err.to_string())
+            .map_err(|source| ProvisionError::Session {
+                message: pg::error_text(&source),
+                source,
+            })?;
+        Ok(migrate::apply(&mut client, &self.migrations).await?)
     }
 
     /// Provisions every school in `databases`, `concurrency` at a time, calling `on_result`
@@ -88,9 +114,9 @@ impl Provisioner {
     pub async fn provision_all(
         &self,
         databases: Vec<String>,
-        mut on_result: impl FnMut(&str, &Result<Applied, String>),
-    ) -> Vec<(String, Result<Applied, String>)> {
-        let mut results: Vec<(usize, String, Result<Applied, String>)> =
+        mut on_result: impl FnMut(&str, &Result<Applied, ProvisionError>),
+    ) -> Vec<(String, Result<Applied, ProvisionError>)> {
+        let mut results: Vec<(usize, String, Result<Applied, ProvisionError>)> =
             stream::iter(databases.into_iter().enumerate())
                 .map(|(index, database)| async move {
                     let result = self.provision(&database).await;

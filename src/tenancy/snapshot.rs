@@ -124,9 +124,12 @@ impl Snapshot {
                 rejected.push(reject("names the catalog database".into()));
                 continue;
             }
-            let Some(status) = SchoolStatus::parse(&record.status) else {
-                rejected.push(reject(format!("unknown status {:?}", record.status)));
-                continue;
+            let status = match &record.status {
+                Ok(status) => *status,
+                Err(unknown) => {
+                    rejected.push(reject(unknown.to_string()));
+                    continue;
+                }
             };
             if Slug::parse(&record.slug).is_none() {
                 rejected.push(reject(format!("invalid slug {:?}", record.slug)));
@@ -178,7 +181,7 @@ mod tests {
             name: format!("School {id}"),
             database: database.into(),
             slug: slug.into(),
-            status: status.into(),
+            status: status.parse(),
             db_version: 1,
             last_error: None,
             provision_attempts: 0,
@@ -221,7 +224,7 @@ mod tests {
         assert_eq!(named.len(), 5, "{named:?}");
         assert!(named[0].1.contains("lowercase"));
         assert!(named[1].1.contains("duplicate slug"));
-        assert!(named[2].1.contains("unknown status"));
+        assert_eq!(named[2].1, "unknown status \"archived\"");
         assert!(named[3].1.contains("catalog"));
         assert!(named[4].1.contains("invalid slug"));
         let tenant = snapshot.by_slug(Slug::parse("school-a").unwrap()).unwrap();
@@ -245,7 +248,7 @@ mod tests {
         );
         let mut second = first.clone();
         second[0].name = "Renamed".into();
-        second[1].status = "suspended".into();
+        second[1].status = Ok(SchoolStatus::Suspended);
         second.push(record(3, "school_c", "school-c", "provisioning"));
         let (two, _) = Snapshot::build(&second, &one, &settings, "catalog", &counters());
         assert_eq!(two.generation, 2);

@@ -6,38 +6,61 @@
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::FromSql;
 use tokio_postgres::{Client, Config as PgConfig, Row};
 
-use crate::domain::status::SchoolStatus;
+use crate::domain::status::{SchoolStatus, UnknownStatus};
 use crate::pg;
 use crate::tenancy::migrate::{self, lock::MigrationLock, Applied, MigrateError};
 
-/// One row of `schools`, as read (not yet validated: see the snapshot builder).
+/// One row of `schools`, as read. The status is decided here; the other fields are
+/// validated by the snapshot builder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchoolRecord {
     pub id: i32,
     pub name: String,
     pub database: String,
     pub slug: String,
-    pub status: String,
+    /// A status text this build does not know stays an error carrying the text, so the
+    /// snapshot builder reports the row instead of the whole read failing.
+    pub status: Result<SchoolStatus, UnknownStatus>,
     pub db_version: i32,
     pub last_error: Option<String>,
     pub provision_attempts: i32,
 }
 
 impl SchoolRecord {
-    fn from_row(row: &Row) -> Self {
-        Self {
-            id: row.get(0),
-            name: row.get(1),
-            database: row.get(2),
-            slug: row.get(3),
-            status: row.get(4),
-            db_version: row.get(5),
-            last_error: row.get(6),
-            provision_attempts: row.get(7),
+    /// A column of a surprising type is an error naming the column, never a panic: this
+    /// runs on the control loop.
+    fn from_row(row: &Row) -> Result<Self, CatalogError> {
+        let status: String = column(row, "status")?;
+        Ok(Self {
+            id: column(row, "school_id")?,
+            name: column(row, "school_name")?,
+            database: column(row, "school_database")?,
+            slug: column(row, "slug")?,
+            status: status.parse(),
+            db_version: column(row, "db_version")?,
+            last_error: column(row, "last_error")?,
+            provision_attempts: column(row, "provision_attempts")?,
+        })
+    }
+
+    /// The status as stored, known or not (for display).
+    pub fn status_text(&self) -> &str {
+        match &self.status {
+            Ok(status) => status.as_str(),
+            Err(UnknownStatus(text)) => text,
         }
     }
+}
+
+fn column<'a, T: FromSql<'a>>(row: &'a Row, column: &'static str) -> Result<T, CatalogError> {
+    row.try_get(column).map_err(|source| CatalogError::Column {
+        column,
+        message: pg::error_text(&source),
+        source,
+    })
 }
 
 const SCHOOL_COLUMNS: &str = "school_id, school_name, school_database, slug, status, db_version, last_error, provision_attempts";
@@ -56,8 +79,20 @@ pub enum CatalogError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("reading column {column} of schools: {message}")]
+    Column {
+        column: &'static str,
+        message: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("creating the catalog database {database}: {message}")]
-    Create { database: String, message: String },
+    Create {
+        database: String,
+        /// The server's reason; named `message` like the text it displays.
+        #[source]
+        message: CreateDatabaseError,
+    },
     #[error("a school with database {0} or its slug already exists")]
     Duplicate(String),
 }
@@ -94,13 +129,22 @@ pub async fn connect_or_create(
     }
 }
 
+/// Why `CREATE DATABASE` failed: the server's text.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CreateDatabaseError {
+    message: String,
+    #[source]
+    source: tokio_postgres::Error,
+}
+
 /// `CREATE DATABASE "name" TEMPLATE template0`; a database that already exists (another
 /// process won the race) is fine. `name` must have passed `names::validate_database_name`
 /// (the catalog name is validated in the configuration).
 ///
 /// template0, because with the default template1 any session connected to template1 makes
 /// CREATE DATABASE wait and then fail.
-pub async fn create_database(admin: &Client, name: &str) -> Result<bool, String> {
+pub async fn create_database(admin: &Client, name: &str) -> Result<bool, CreateDatabaseError> {
     let sql = format!(
         "create database {} template template0",
         pg::quote_ident(name)
@@ -113,7 +157,10 @@ pub async fn create_database(admin: &Client, name: &str) -> Result<bool, String>
         {
             Ok(false)
         }
-        Err(err) => Err(pg::error_text(&err)),
+        Err(source) => Err(CreateDatabaseError {
+            message: pg::error_text(&source),
+            source,
+        }),
     }
 }
 
@@ -138,7 +185,7 @@ pub async fn list_schools(client: &Client) -> Result<Vec<SchoolRecord>, CatalogE
             &[],
         )
         .await?;
-    Ok(rows.iter().map(SchoolRecord::from_row).collect())
+    rows.iter().map(SchoolRecord::from_row).collect()
 }
 
 pub async fn find_school(
@@ -151,7 +198,7 @@ pub async fn find_school(
             &[&database],
         )
         .await?;
-    Ok(row.as_ref().map(SchoolRecord::from_row))
+    row.as_ref().map(SchoolRecord::from_row).transpose()
 }
 
 /// Adds a school in status `provisioning`.
@@ -171,7 +218,7 @@ pub async fn add_school(
         )
         .await;
     match result {
-        Ok(row) => Ok(SchoolRecord::from_row(&row)),
+        Ok(row) => SchoolRecord::from_row(&row),
         Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             Err(CatalogError::Duplicate(database.to_string()))
         }
@@ -242,4 +289,54 @@ pub async fn record_failure(
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::scratch::ScratchDatabase;
+
+    #[tokio::test]
+    async fn unknown_statuses_are_kept_and_odd_columns_are_named() {
+        let (_database, client) = ScratchDatabase::create("store").await;
+        client
+            .batch_execute(
+                "create table schools (
+                     school_id serial primary key, school_name text not null,
+                     school_database text not null, slug text not null, status text not null,
+                     db_version integer not null default 0, last_error text,
+                     provision_attempts integer not null default 0);
+                 insert into schools (school_name, school_database, slug, status)
+                 values ('A', 'school_a', 'school-a', 'active'),
+                        ('B', 'school_b', 'school-b', 'archived');",
+            )
+            .await
+            .unwrap();
+        let schools = list_schools(&client).await.unwrap();
+        assert_eq!(schools[0].status, Ok(SchoolStatus::Active));
+        assert_eq!(schools[1].status, Err(UnknownStatus("archived".into())));
+        assert_eq!(schools[1].status_text(), "archived");
+
+        // A column of another type is an error naming it, not a panic.
+        client
+            .batch_execute("alter table schools alter column db_version type bigint")
+            .await
+            .unwrap();
+        let err = list_schools(&client).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CatalogError::Column {
+                    column: "db_version",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("reading column db_version of schools: "),
+            "{err}"
+        );
+    }
 }

@@ -119,9 +119,9 @@ impl Metrics {
             "counter",
             "Bearer tokens refused, by reason.",
         );
-        let reasons = JWT_REJECTION_REASONS.iter().chain(["other"].iter());
-        for (reason, count) in reasons.zip(&self.jwt_rejections) {
+        for (error, count) in AuthError::ALL.iter().zip(&self.jwt_rejections) {
             let count = count.load(Ordering::Relaxed);
+            let reason = error.reason();
             let _ = writeln!(out, "jwt_rejections_total{{reason=\"{reason}\"}} {count}");
         }
         counter(
@@ -194,29 +194,14 @@ impl Metrics {
     }
 
     fn render_schools(&self, out: &mut String, pools: &PoolReport<'_>) {
-        // The label set: the top N schools by requests, ties broken by name so the set
-        // does not flicker between scrapes.
-        let mut ranked: Vec<(String, u64)> = self
-            .lock_school_counters()
-            .iter()
-            .map(|(name, counter)| (name.clone(), counter.get()))
-            .collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let cut = self.top_schools.min(ranked.len());
-        let other: u64 = ranked[cut..]
-            .iter()
-            .map(|(_, count)| count)
-            .sum::<u64>()
-            .saturating_add(self.forgotten_school_requests.load(Ordering::Relaxed));
-        let top = &ranked[..cut];
-
+        let (top, other) = self.ranked_schools();
         header(
             out,
             "school_requests_total",
             "counter",
             "Requests per school; schools outside the top N by traffic are summed as \"other\".",
         );
-        for (name, count) in top {
+        for (name, count) in &top {
             let _ = writeln!(
                 out,
                 "school_requests_total{{school=\"{}\"}} {count}",
@@ -224,68 +209,7 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "school_requests_total{{school=\"other\"}} {other}");
-
-        // Pools of schools in the label set keep their label; the rest are summed.
-        let mut labelled: Vec<(&str, PoolGauges)> = top
-            .iter()
-            .map(|(name, _)| (name.as_str(), PoolGauges::default()))
-            .collect();
-        let mut rest = PoolGauges::default();
-        let mut any_rest = false;
-        for (school, gauges) in &pools.schools {
-            let slot = match labelled.iter_mut().find(|(name, _)| name == school) {
-                Some((_, slot)) => slot,
-                None => {
-                    any_rest = true;
-                    &mut rest
-                }
-            };
-            slot.connections = slot.connections.saturating_add(gauges.connections);
-            slot.idle = slot.idle.saturating_add(gauges.idle);
-            slot.waiting = slot.waiting.saturating_add(gauges.waiting);
-            slot.requests = slot.requests.saturating_add(gauges.requests);
-        }
-        // A labelled school without a pool has no pool series.
-        let has_pool = |name: &str| pools.schools.iter().any(|(school, _)| *school == name);
-        labelled.retain(|(name, _)| has_pool(name));
-        if any_rest {
-            labelled.push(("other", rest));
-        }
-        // (name, help, which gauge)
-        type PoolSeries = (&'static str, &'static str, fn(&PoolGauges) -> u64);
-        let gauges: [PoolSeries; 4] = [
-            (
-                "pool_connections",
-                "Open connections in the school's pool.",
-                |g| g.connections,
-            ),
-            (
-                "pool_idle_connections",
-                "Idle connections in the school's pool.",
-                |g| g.idle,
-            ),
-            (
-                "pool_waiting",
-                "Requests waiting for a connection of the school's pool.",
-                |g| g.waiting,
-            ),
-            (
-                "pool_requests",
-                "Requests on the school's connections now (pipelined when above pool_connections).",
-                |g| g.requests,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            header(out, name, "gauge", help);
-            for (school, sample) in &labelled {
-                let _ = writeln!(
-                    out,
-                    "{name}{{school=\"{}\"}} {}",
-                    Escaped(school),
-                    value(sample)
-                );
-            }
-        }
+        render_pools(out, &pool_samples(&top, pools));
         header(
             out,
             "connection_budget_in_use",
@@ -301,6 +225,97 @@ impl Metrics {
         );
         let _ = writeln!(out, "connection_budget_limit {}", pools.budget_limit);
     }
+
+    /// The label set: the top N schools by requests, ties broken by name so the set does
+    /// not flicker between scrapes; and the requests of every other school (forgotten
+    /// ones included), summed.
+    fn ranked_schools(&self) -> (Vec<(String, u64)>, u64) {
+        let mut ranked: Vec<(String, u64)> = self
+            .lock_school_counters()
+            .iter()
+            .map(|(name, counter)| (name.clone(), counter.get()))
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let rest = ranked.split_off(self.top_schools.min(ranked.len()));
+        let other = rest
+            .iter()
+            .map(|(_, count)| count)
+            .sum::<u64>()
+            .saturating_add(self.forgotten_school_requests.load(Ordering::Relaxed));
+        (ranked, other)
+    }
+}
+
+/// The pool series to write: schools in the label set (`top`) keep their label, the rest
+/// are summed under `other` (present only when there is such a pool).
+fn pool_samples<'a>(
+    top: &'a [(String, u64)],
+    pools: &PoolReport<'a>,
+) -> Vec<(&'a str, PoolGauges)> {
+    let mut labelled: Vec<(&str, PoolGauges)> = top
+        .iter()
+        .map(|(name, _)| (name.as_str(), PoolGauges::default()))
+        .collect();
+    let mut rest = PoolGauges::default();
+    let mut any_rest = false;
+    for (school, gauges) in &pools.schools {
+        let slot = match labelled.iter_mut().find(|(name, _)| name == school) {
+            Some((_, slot)) => slot,
+            None => {
+                any_rest = true;
+                &mut rest
+            }
+        };
+        slot.connections = slot.connections.saturating_add(gauges.connections);
+        slot.idle = slot.idle.saturating_add(gauges.idle);
+        slot.waiting = slot.waiting.saturating_add(gauges.waiting);
+        slot.requests = slot.requests.saturating_add(gauges.requests);
+    }
+    // A labelled school without a pool has no pool series.
+    let has_pool = |name: &str| pools.schools.iter().any(|(school, _)| *school == name);
+    labelled.retain(|(name, _)| has_pool(name));
+    if any_rest {
+        labelled.push(("other", rest));
+    }
+    labelled
+}
+
+fn render_pools(out: &mut String, samples: &[(&str, PoolGauges)]) {
+    // (name, help, which gauge)
+    type PoolSeries = (&'static str, &'static str, fn(&PoolGauges) -> u64);
+    let gauges: [PoolSeries; 4] = [
+        (
+            "pool_connections",
+            "Open connections in the school's pool.",
+            |g| g.connections,
+        ),
+        (
+            "pool_idle_connections",
+            "Idle connections in the school's pool.",
+            |g| g.idle,
+        ),
+        (
+            "pool_waiting",
+            "Requests waiting for a connection of the school's pool.",
+            |g| g.waiting,
+        ),
+        (
+            "pool_requests",
+            "Requests on the school's connections now (pipelined when above pool_connections).",
+            |g| g.requests,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(out, name, "gauge", help);
+        for (school, sample) in samples {
+            let _ = writeln!(
+                out,
+                "{name}{{school=\"{}\"}} {}",
+                Escaped(school),
+                value(sample)
+            );
+        }
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -313,8 +328,10 @@ fn counter(out: &mut String, name: &str, help: &str, value: &AtomicU64) {
     let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
 }
 
-fn route_label(slot: usize) -> &'static str {
-    ROUTES.get(slot).copied().unwrap_or("other")
+pub(super) fn route_label(slot: usize) -> &'static str {
+    RouteName::ALL
+        .get(slot)
+        .map_or("other", |route| route.name())
 }
 
 /// Writes the `status` label of a status slot.

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::render::StatusLabel;
+use super::render::{route_label, StatusLabel};
 use super::*;
 use crate::domain::date::Date;
 use crate::domain::names::Slug;
 use crate::domain::status::SchoolStatus;
-use crate::lunch::router::Route;
+use crate::lunch::router::{Route, RouteName};
 
 #[derive(Debug)]
 struct Sample {
@@ -215,19 +215,19 @@ fn counters_move() {
     let ms = Duration::from_millis;
     // (route, status, elapsed)
     let requests = [
-        ("get_week", 200, ms(3)),
-        ("get_week", 200, ms(30)),
-        ("get_week", 404, ms(1)),
-        ("public_week", 207, ms(0)),
-        ("not_a_route", 503, ms(20_000)),
-        ("healthz", 999, Duration::MAX),
+        (Some(RouteName::GetWeek), 200, ms(3)),
+        (Some(RouteName::GetWeek), 200, ms(30)),
+        (Some(RouteName::GetWeek), 404, ms(1)),
+        (Some(RouteName::PublicWeek), 207, ms(0)),
+        (None, 503, ms(20_000)),
+        (Some(RouteName::Healthz), 999, Duration::MAX),
     ];
     for (route, status, elapsed) in requests {
         let status = StatusCode::from_u16(status).unwrap();
         metrics.record_request(route, status, elapsed);
     }
-    for reason in ["expired", "expired", "missing", "made_up"] {
-        metrics.jwt_rejected(reason);
+    for error in [AuthError::Expired, AuthError::Expired, AuthError::Missing] {
+        metrics.jwt_rejected(error);
     }
     metrics.token_cache_hit();
     metrics.token_cache_hit();
@@ -321,7 +321,11 @@ fn counters_move() {
         ),
         ("jwt_rejections_total", &[("reason", "expired")], 2.0),
         ("jwt_rejections_total", &[("reason", "missing")], 1.0),
-        ("jwt_rejections_total", &[("reason", "other")], 1.0),
+        (
+            "jwt_rejections_total",
+            &[("reason", "keys_unavailable")],
+            0.0,
+        ),
         ("token_cache_hits_total", &[], 2.0),
         ("token_cache_misses_total", &[], 1.0),
         ("catalog_snapshot_generation", &[], 4.0),
@@ -471,7 +475,7 @@ fn label_values_are_escaped() {
 }
 
 #[test]
-fn every_route_name_has_its_own_label() {
+fn every_route_has_its_own_label() {
     let week_of = Date::parse("2024-09-02").unwrap();
     let slug = Slug::parse("pinewood").unwrap();
     let routes = [
@@ -490,10 +494,66 @@ fn every_route_name_has_its_own_label() {
         Route::Preflight,
         Route::NotApi,
     ];
-    for route in routes {
-        assert!(ROUTES.contains(&route.name()), "{}", route.name());
+    // The exported label values, in slot order.
+    let labels = [
+        "healthz",
+        "readyz",
+        "list_weeks",
+        "create_week",
+        "get_week",
+        "update_week",
+        "delete_week",
+        "list_days",
+        "create_day",
+        "update_day",
+        "delete_day",
+        "public_week",
+        "preflight",
+        "not_api",
+    ];
+    assert_eq!(RouteName::ALL.map(RouteName::name), labels);
+    for (route, label) in routes.iter().zip(labels) {
+        assert_eq!(route.name(), label);
+        assert_eq!(route_label(route.label() as usize), label);
     }
-    assert_eq!(routes.len(), ROUTES.len());
+    assert_eq!(route_label(UNMATCHED_ROUTE_SLOT), "other");
+}
+
+#[test]
+fn every_jwt_rejection_reason_has_its_own_label() {
+    let metrics = Metrics::new(1);
+    for error in AuthError::ALL {
+        metrics.jwt_rejected(error);
+    }
+    let samples = parse(&metrics.render(&PoolReport::default()));
+    let reasons = [
+        "missing",
+        "bad_scheme",
+        "too_large",
+        "malformed",
+        "bad_signature",
+        "unknown_key",
+        "expired",
+        "not_yet_valid",
+        "wrong_issuer",
+        "wrong_audience",
+        "algorithm_not_allowed",
+        "no_school_claim",
+        "keys_unavailable",
+    ];
+    assert_eq!(AuthError::ALL.map(|e| e.reason()), reasons);
+    for reason in reasons {
+        assert_eq!(
+            value(&samples, "jwt_rejections_total", &[("reason", reason)]),
+            Some(1.0),
+            "{reason}"
+        );
+    }
+    let series = samples
+        .iter()
+        .filter(|s| s.name == "jwt_rejections_total")
+        .count();
+    assert_eq!(series, reasons.len());
 }
 
 #[test]

@@ -13,7 +13,8 @@ pub mod lock;
 use std::sync::LazyLock;
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
+use tokio_postgres::types::FromSql;
+use tokio_postgres::{Client, Row};
 
 use crate::pg;
 
@@ -129,6 +130,13 @@ pub enum MigrateError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("reading column {column} of {HISTORY_TABLE} failed: {message}")]
+    HistoryColumn {
+        column: &'static str,
+        message: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
 }
 
 const HISTORY_TABLE: &str = "tenant_edge_migrations";
@@ -162,9 +170,9 @@ pub async fn apply(client: &mut Client, set: &MigrationSet) -> Result<Applied, M
 
     let mut applied_versions = Vec::with_capacity(rows.len());
     for row in &rows {
-        let version: i32 = row.get(0);
-        let name: String = row.get(1);
-        let checksum: String = row.get(2);
+        let version: i32 = history_column(row, "version")?;
+        let name: String = history_column(row, "name")?;
+        let checksum: String = history_column(row, "checksum")?;
         let Some(known) = set.migrations.iter().find(|m| m.version == version) else {
             return Err(MigrateError::Unknown { version, name });
         };
@@ -212,6 +220,20 @@ pub async fn apply(client: &mut Client, set: &MigrationSet) -> Result<Applied, M
     Ok(Applied { count, version })
 }
 
+/// One column of a history row. A table created by something else may have other types;
+/// that is an error naming the column, never a panic.
+fn history_column<'a, T: FromSql<'a>>(
+    row: &'a Row,
+    column: &'static str,
+) -> Result<T, MigrateError> {
+    row.try_get(column)
+        .map_err(|source| MigrateError::HistoryColumn {
+            column,
+            message: pg::error_text(&source),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +255,36 @@ mod tests {
         assert_eq!(
             app_migrations().migrations[0].file,
             "app_sql/0001_lunch.sql"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_history_column_of_another_type_is_named() {
+        let (_database, mut client) =
+            crate::tenancy::scratch::ScratchDatabase::create("history").await;
+        client
+            .batch_execute(&format!(
+                "create table {HISTORY_TABLE} (version bigint primary key, name text not null,
+                     checksum text not null, applied_at timestamptz not null default now());
+                 insert into {HISTORY_TABLE} (version, name, checksum) values (1, 'x', 'y');"
+            ))
+            .await
+            .unwrap();
+        let err = apply(&mut client, catalog_migrations()).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MigrateError::HistoryColumn {
+                    column: "version",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("reading column version of tenant_edge_migrations failed: "),
+            "{err}"
         );
     }
 }
