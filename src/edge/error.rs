@@ -464,10 +464,7 @@ mod tests {
                 "the catalog is unreachable",
             ),
             (
-                ApiError::Catalog(CatalogError::Create {
-                    database: "catalog".into(),
-                    message: "disk full".into(),
-                }),
+                ApiError::Catalog(CatalogError::Connect(connect_error())),
                 503,
                 "catalog_unavailable",
                 "the catalog is unavailable",
