@@ -16,7 +16,6 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -31,7 +30,6 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::names;
 use crate::domain::status::SchoolStatus;
 use crate::edge::server::{self, Handler};
-use crate::pg;
 use crate::state::App;
 use crate::state::ControlEvent;
 use crate::telemetry::metrics::{PoolGauges, PoolReport};
@@ -198,7 +196,7 @@ async fn refresh(app: &App) -> Result<crate::state::RefreshReport, String> {
 
 async fn catalog(app: &App) -> Result<tokio_postgres::Client, Response<Body>> {
     let config = app.config.load();
-    pg::connect(&config.catalog.target, Duration::from_secs(5))
+    store::connect_or_create(&config.catalog)
         .await
         .map_err(|_| {
             error(

@@ -74,7 +74,7 @@ impl ControlLoop {
         if config.catalog.notifications {
             self.tasks.spawn(listener::run(
                 config.catalog.target.clone(),
-                config.tenants.connect_timeout.max(Duration::from_secs(2)),
+                config.catalog.connect_timeout,
                 self.catalog_changed.clone(),
                 self.stop.clone(),
             ));
@@ -129,11 +129,11 @@ impl ControlLoop {
             }
         }
         let config = self.app.config.load_full();
-        let timeout = config.tenants.connect_timeout.max(Duration::from_secs(2));
-        let mut client = store::connect_or_create(&config.catalog.target, timeout)
+        let mut client = store::connect_or_create(&config.catalog)
             .await
             .map_err(|e| e.to_string())?;
-        store::migrate_catalog(&mut client, &config.catalog.target, timeout)
+        let (target, timeout) = (&config.catalog.target, config.catalog.connect_timeout);
+        store::migrate_catalog(&mut client, target, timeout)
             .await
             .map_err(|e| e.to_string())?;
         let client = Arc::new(client);
