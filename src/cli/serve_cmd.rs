@@ -12,11 +12,14 @@ pub async fn run(mut config: Config, demo: bool) -> Result<(), Failure> {
     // the listeners start must stop the process gracefully too, not kill it by the
     // default action.
     let stop_signals = StopSignals::install()?;
+    if demo {
+        super::demo::enable_dev_tokens(&mut config);
+    }
     for warning in &config.warnings {
         tracing::warn!("{}: {warning}", config.source.display());
     }
     let demo_token = if demo {
-        Some(super::demo::prepare(&mut config).await?)
+        Some(super::demo::prepare(&config).await?)
     } else {
         None
     };
