@@ -1,7 +1,7 @@
 //! Human durations in `proxy.toml`: `"250ms"`, `"5s"`, `"10m"`, `"1h"`.
 //!
 //! Parsed while deserializing, so a bad value is reported by the TOML parser together with
-//! its line and the key path (see `super::load`).
+//! its line and the key path (see `super::load`); serialized in the same form.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Configuration: `proxy.toml` read into [`raw::RawConfig`], then validated into the
-//! [`Config`] the program uses.
+//! [`Config`] the program uses (validate.rs), and written back for `check-config`
+//! (render.rs).
 //!
 //! Every error names the file, the key and the problem (and the line when the parser knows
 //! it). Secrets are wrapped in [`Secret`], whose `Debug` never shows them. Nothing here
