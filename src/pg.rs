@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config as PgConfig, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config as PgConfig, NoTls};
 
 /// Builds a connection target from a URL or a libpq key=value string, filling what it
 /// leaves out from the standard `PG*` variables (looked up through `env`).
@@ -88,11 +89,26 @@ pub async fn connect(config: &PgConfig, timeout: Duration) -> Result<Client, Con
             source: Some(err),
         }),
         Ok(Ok((client, connection))) => {
-            tokio::spawn(async move {
-                // The error, if any, surfaces on the client's next call; nothing to do here.
-                let _ = connection.await;
-            });
+            tokio::spawn(drive(connection));
             Ok(client)
+        }
+    }
+}
+
+/// Runs a connection until it closes, logging the server's notices at debug.
+///
+/// Awaiting the connection itself would log each notice at info, and the migrations'
+/// `create ... if not exists` send one per existing object ("relation ... already exists,
+/// skipping") on every start: routine, so debug. A connection error surfaces on the
+/// client's next call; nothing to do with it here.
+async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+        if let AsyncMessage::Notice(notice) = message {
+            tracing::debug!(severity = notice.severity(), "{}", notice.message());
         }
     }
 }
@@ -144,11 +160,6 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Quotes a string literal for the few statements that cannot take parameters.
-pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +168,6 @@ mod tests {
     fn quoting() {
         assert_eq!(quote_ident("a"), "\"a\"");
         assert_eq!(quote_ident("x\"; drop"), "\"x\"\"; drop\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
     }
 
     #[test]

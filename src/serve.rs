@@ -5,17 +5,19 @@
 //! listeners are bound (the catalog may still be loading: /readyz says when it is).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
-use crate::auth::Authenticator;
+use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::Config;
 use crate::control::ControlLoop;
 use crate::edge::server;
@@ -42,27 +44,100 @@ pub struct Running {
     background: Vec<JoinHandle<()>>,
 }
 
+/// Why the server could not start: each is something the operator must fix. The texts
+/// name what failed (the file and key, or the address).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The JWKS file or URL of `[auth]`.
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+    #[error("{}: key `server.static_dir`: {}: {source}", .file.display(), .dir.display())]
+    StaticDir {
+        file: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A listener could not be bound (the text names the address).
+    #[error("{0}")]
+    Listen(String),
+    #[error(transparent)]
+    LocalAddress(#[from] std::io::Error),
+    /// A worker thread's runtime could not be started.
+    #[error("{0}")]
+    Workers(String),
+}
+
 /// Builds the app and starts everything. Fails only for what the operator must fix
 /// (an address in use, an unreadable static_dir or JWKS file).
-pub async fn start(config: Config) -> Result<Running, String> {
+pub async fn start(config: Config) -> Result<Running, StartError> {
     let config = Arc::new(config);
-    let auth = Arc::new(Authenticator::new(&config.auth).map_err(|e| e.to_string())?);
-    let static_files = match &config.server.static_dir {
-        None => None,
-        Some(dir) => Some(StaticFiles::new(dir.clone()).map_err(|e| {
-            format!(
-                "{}: key `server.static_dir`: {}: {e}",
-                config.source.display(),
-                dir.display()
-            )
-        })?),
-    };
-    let budget = Budget::new(config.tenants.max_total_connections);
+    let auth = Arc::new(Authenticator::new(&config.auth)?);
+    let static_files = static_files(&config)?;
     let worker_count = workers::count(config.server.worker_threads);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let app = Arc::new(App {
+    let app = build_app(&config, auth.clone(), worker_count, control_tx);
+
+    let listeners =
+        workers::bind(config.server.listen, worker_count).map_err(StartError::Listen)?;
+    let address = listeners[0].local_addr()?;
+    let admin_listener = match config.admin.listen {
+        Some(addr) => Some(server::bind(addr).await.map_err(StartError::Listen)?),
+        None => None,
+    };
+    let admin_address = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let stop_accepting = CancellationToken::new();
+    let stop_background = CancellationToken::new();
+    let background = spawn_background(&app, &auth, control_rx, admin_listener, &stop_background);
+    let site = Arc::new(Site {
+        app: app.clone(),
+        static_files,
+    });
+    let workers = Workers::start(
+        listeners,
+        site,
+        stop_accepting.clone(),
+        Arc::new(Semaphore::new(config.server.max_connections)),
+    )
+    .map_err(StartError::Workers)?;
+    tracing::info!(%address, admin = ?admin_address, "tenant-edge listening");
+    Ok(Running {
+        app,
+        address,
+        admin_address,
+        stop_accepting,
+        stop_background,
+        workers,
+        background,
+    })
+}
+
+/// The static files of `[server] static_dir`, when one is set.
+fn static_files(config: &Config) -> Result<Option<StaticFiles>, StartError> {
+    let Some(dir) = &config.server.static_dir else {
+        return Ok(None);
+    };
+    StaticFiles::new(dir.clone())
+        .map(Some)
+        .map_err(|source| StartError::StaticDir {
+            file: config.source.clone(),
+            dir: dir.clone(),
+            source,
+        })
+}
+
+/// The shared state, with an empty snapshot: the control loop loads the catalog.
+fn build_app(
+    config: &Arc<Config>,
+    auth: Arc<Authenticator>,
+    worker_count: usize,
+    control: mpsc::UnboundedSender<ControlEvent>,
+) -> Arc<App> {
+    let budget = Budget::new(config.tenants.max_total_connections);
+    Arc::new(App {
         snapshot: ArcSwap::from_pointee(Snapshot::empty()),
-        auth: ArcSwap::new(auth.clone()),
+        auth: ArcSwap::new(auth),
         pool_settings: ArcSwap::from_pointee(PoolSettings::new(
             &config.tenants,
             budget.clone(),
@@ -74,22 +149,22 @@ pub async fn start(config: Config) -> Result<Running, String> {
         in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
         catalog_loaded: AtomicBool::new(false),
         draining: AtomicBool::new(false),
-        control: control_tx,
+        control,
         config: ArcSwap::new(config.clone()),
-    });
+    })
+}
 
-    let listeners = workers::bind(config.server.listen, worker_count)?;
-    let address = listeners[0].local_addr().map_err(|e| e.to_string())?;
-    let admin_listener = match config.admin.listen {
-        Some(addr) => Some(server::bind(addr).await?),
-        None => None,
-    };
-    let admin_address = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-
-    let stop_accepting = CancellationToken::new();
-    let stop_background = CancellationToken::new();
+/// The control path's tasks: the first JWKS fetch and its refresher, the control loop,
+/// the admin listener. They stop when `stop` is cancelled.
+fn spawn_background(
+    app: &Arc<App>,
+    auth: &Arc<Authenticator>,
+    control: mpsc::UnboundedReceiver<ControlEvent>,
+    admin_listener: Option<TcpListener>,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
     let mut background = Vec::new();
-    if config.auth.jwks_url.is_some() {
+    if app.config.load().auth.jwks_url.is_some() {
         // The first fetch happens in the background; /readyz stays 503 until it succeeds.
         let auth = auth.clone();
         background.push(tokio::spawn(async move {
@@ -98,37 +173,18 @@ pub async fn start(config: Config) -> Result<Running, String> {
             }
         }));
     }
-    background.push(auth.spawn_refresher(stop_background.clone()));
+    background.push(auth.spawn_refresher(stop.clone()));
     background.push(tokio::spawn(
-        ControlLoop::new(app.clone(), control_rx, stop_background.clone()).run(),
+        ControlLoop::new(app.clone(), control, stop.clone()).run(),
     ));
     if let Some(listener) = admin_listener {
         background.push(tokio::spawn(admin::serve(
             listener,
             app.clone(),
-            stop_background.clone(),
+            stop.clone(),
         )));
     }
-    let site = Arc::new(Site {
-        app: app.clone(),
-        static_files,
-    });
-    let workers = Workers::start(
-        listeners,
-        site,
-        stop_accepting.clone(),
-        Arc::new(Semaphore::new(config.server.max_connections)),
-    )?;
-    tracing::info!(%address, admin = ?admin_address, "tenant-edge listening");
-    Ok(Running {
-        app,
-        address,
-        admin_address,
-        stop_accepting,
-        stop_background,
-        workers,
-        background,
-    })
+    background
 }
 
 impl Running {

@@ -20,7 +20,6 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -39,7 +38,6 @@ use crate::edge::error::ApiError;
 use crate::edge::request_id;
 use crate::edge::server::{self, Handler};
 use crate::lunch::router::RouteError;
-use crate::pg;
 use crate::state::App;
 use crate::state::ControlEvent;
 use crate::telemetry::metrics::{PoolGauges, PoolReport};
@@ -225,9 +223,12 @@ async fn refresh(app: &App) -> Result<crate::state::RefreshReport, ApiError> {
 
 async fn catalog(app: &App) -> Result<tokio_postgres::Client, ApiError> {
     let config = app.config.load();
-    pg::connect(&config.catalog.target, Duration::from_secs(5))
+    store::connect_or_create(&config.catalog)
         .await
-        .map_err(ApiError::CatalogUnreachable)
+        .map_err(|err| match err {
+            store::CatalogError::Connect(err) => ApiError::CatalogUnreachable(err),
+            other => ApiError::Catalog(other),
+        })
 }
 
 /// The fields of `POST /admin/schools`: the school's name and its database (given, or

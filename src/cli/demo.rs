@@ -5,11 +5,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jsonwebtoken::Algorithm;
 use rand::distr::{Alphanumeric, SampleString};
 
 use super::{open_catalog, Failure};
 use crate::auth;
-use crate::config::{Config, Secret};
+use crate::config::{is_hmac, Config, Secret};
 use crate::domain::date::Date;
 use crate::domain::names;
 use crate::pg;
@@ -59,20 +60,35 @@ fn this_monday() -> Date {
         .unwrap_or_else(|| Date::parse("2020-01-06").expect("valid date"))
 }
 
-pub async fn prepare(config: &mut Config) -> Result<DemoToken, Failure> {
-    if config.auth.hs256_secret.is_none() {
+/// Development tokens for this run: HS256, with `[auth] hs256_secret` or a secret made up
+/// now. Without a key source (`auth.jwks_url` or `auth.jwks_file`) the public-key
+/// algorithms are left out of this run, because they could verify no token; the warning
+/// about that misconfiguration concerns the file, so `serve` and `check-config` without
+/// `--demo` still print it. The warnings are computed again for what this run uses.
+pub fn enable_dev_tokens(config: &mut Config) {
+    let auth = &mut config.auth;
+    if auth.hs256_secret.is_none() {
         // A secret for this run only: tokens printed now stop working at the next start.
-        config.auth.hs256_secret = Some(Secret::new(
+        auth.hs256_secret = Some(Secret::new(
             Alphanumeric.sample_string(&mut rand::rng(), 48),
         ));
     }
-    if !config
-        .auth
-        .algorithms
-        .contains(&jsonwebtoken::Algorithm::HS256)
-    {
-        config.auth.algorithms.push(jsonwebtoken::Algorithm::HS256);
+    if auth.jwks_url.is_none() && auth.jwks_file.is_none() {
+        auth.algorithms.retain(|algorithm| is_hmac(*algorithm));
     }
+    if !auth.algorithms.contains(&Algorithm::HS256) {
+        auth.algorithms.push(Algorithm::HS256);
+    }
+    config.warnings = config.collect_warnings();
+}
+
+/// Ensures the demo schools and signs a token for the first. `config` must have passed
+/// through [`enable_dev_tokens`].
+pub async fn prepare(config: &Config) -> Result<DemoToken, Failure> {
+    let secret =
+        config.auth.hs256_secret.as_ref().ok_or_else(|| {
+            Failure::runtime("the demo needs development tokens (enable_dev_tokens)")
+        })?;
     let catalog = open_catalog(config).await?;
     let provisioner = Provisioner::from_config(config);
     let week_of = this_monday();
@@ -103,7 +119,6 @@ pub async fn prepare(config: &mut Config) -> Result<DemoToken, Failure> {
             .map_err(runtime)?;
         seed(config, database, name, week_of).await?;
     }
-    let secret = config.auth.hs256_secret.as_ref().expect("set above");
     let token = auth::sign_dev_token(
         secret,
         &config.auth.issuer,
@@ -183,4 +198,36 @@ pub fn print_instructions(demo: &DemoToken, address: SocketAddr) {
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config;
+
+    fn load(text: &str) -> Config {
+        config::from_str(text, Path::new("proxy.toml"), &|_| None).unwrap()
+    }
+
+    #[test]
+    fn dev_tokens_without_a_key_source_leave_nothing_to_warn_about() {
+        let mut defaults = load("");
+        // Outside the demo, RS256 without a key set is worth a warning...
+        assert_eq!(defaults.warnings.len(), 1, "{:?}", defaults.warnings);
+        enable_dev_tokens(&mut defaults);
+        // ...in the demo only HS256 is used, and nothing is worth one.
+        assert_eq!(defaults.auth.algorithms, vec![Algorithm::HS256]);
+        assert!(defaults.auth.hs256_secret.is_some());
+        assert!(defaults.warnings.is_empty(), "{:?}", defaults.warnings);
+
+        let mut with_keys = load("[auth]\njwks_file = \"jwks.json\"\n");
+        enable_dev_tokens(&mut with_keys);
+        assert_eq!(
+            with_keys.auth.algorithms,
+            vec![Algorithm::RS256, Algorithm::HS256]
+        );
+        assert!(with_keys.warnings.is_empty(), "{:?}", with_keys.warnings);
+    }
 }

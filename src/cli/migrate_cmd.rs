@@ -16,19 +16,14 @@ use crate::tenancy::store;
 
 /// Connects to the catalog (creating and migrating it) or explains why it cannot.
 pub async fn open_catalog(config: &Config) -> Result<Client, Failure> {
-    let timeout = config
-        .tenants
-        .connect_timeout
-        .max(std::time::Duration::from_secs(5));
-    let mut client = store::connect_or_create(&config.catalog.target, timeout)
-        .await
-        .map_err(|err| {
-            Failure::runtime(format!(
-                "cannot reach the catalog: {err}\n  is PostgreSQL running? check [catalog] url in {} and PGHOST/PGPORT/PGUSER/PGPASSWORD",
-                config.source.display()
-            ))
-        })?;
-    store::migrate_catalog(&mut client, &config.catalog.target, timeout)
+    let catalog = &config.catalog;
+    let mut client = store::connect_or_create(catalog).await.map_err(|err| {
+        Failure::runtime(format!(
+            "cannot reach the catalog: {err}\n  is PostgreSQL running? check [catalog] url in {} and PGHOST/PGPORT/PGUSER/PGPASSWORD",
+            config.source.display()
+        ))
+    })?;
+    store::migrate_catalog(&mut client, &catalog.target, catalog.connect_timeout)
         .await
         .map_err(|err| Failure::runtime(err.to_string()))?;
     Ok(client)

@@ -45,7 +45,7 @@ pub enum Command {
     /// List and manage the schools in the catalog
     #[command(subcommand)]
     Tenants(TenantsCommand),
-    /// Print a development token (HS256; needs [auth] hs256_secret)
+    /// Print a development token (HS256; needs [auth] hs256_secret and "HS256" in [auth] algorithms)
     Token {
         /// The school's database name
         #[arg(long)]

@@ -3,7 +3,7 @@
 
 use super::Failure;
 use crate::config::Config;
-use crate::serve::start;
+use crate::serve::{start, StartError};
 
 /// The `serve` command: start, wait for SIGTERM or SIGINT, stop gracefully.
 pub async fn run(mut config: Config, demo: bool) -> Result<(), Failure> {
@@ -12,15 +12,18 @@ pub async fn run(mut config: Config, demo: bool) -> Result<(), Failure> {
     // the listeners start must stop the process gracefully too, not kill it by the
     // default action.
     let stop_signals = StopSignals::install()?;
+    if demo {
+        super::demo::enable_dev_tokens(&mut config);
+    }
     for warning in &config.warnings {
         tracing::warn!("{}: {warning}", config.source.display());
     }
     let demo_token = if demo {
-        Some(super::demo::prepare(&mut config).await?)
+        Some(super::demo::prepare(&config).await?)
     } else {
         None
     };
-    let running = start(config).await.map_err(Failure::runtime)?;
+    let running = start(config).await?;
     if let Some(token) = demo_token {
         // The printed curl commands must work as soon as they are printed: wait for the
         // first catalog snapshot (it holds the demo schools) before printing them.
@@ -34,6 +37,13 @@ pub async fn run(mut config: Config, demo: bool) -> Result<(), Failure> {
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every failure to start is a runtime failure (exit code 1), its text printed as is.
+impl From<StartError> for Failure {
+    fn from(err: StartError) -> Self {
+        Failure::runtime(err.to_string())
+    }
 }
 
 /// SIGTERM and SIGINT, registered once at startup. Registering replaces the default action

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
+
 use super::Failure;
 use crate::auth;
-use crate::config::{is_hmac, Config};
+use crate::config::Config;
 use crate::domain::names;
 
 pub fn run(config: &Config, school: &str, ttl: Duration) -> Result<(), Failure> {
@@ -15,15 +17,18 @@ pub fn run(config: &Config, school: &str, ttl: Duration) -> Result<(), Failure> 
             config.source.display()
         ))
     })?;
+    // A token the configured server would reject is worse than none: it sends the
+    // operator looking for a fault in the token rather than in the configuration.
+    if !config.auth.algorithms.contains(&Algorithm::HS256) {
+        return Err(Failure::usage(format!(
+            "{}: key `auth.algorithms`: does not list \"HS256\", so the server rejects every development token (add \"HS256\" to use them)",
+            config.source.display()
+        )));
+    }
     names::validate_database_name(school)
         .map_err(|err| Failure::usage(format!("--school: {err}")))?;
     if ttl.is_zero() {
         return Err(Failure::usage("--ttl: must be longer than 0s"));
-    }
-    if !config.auth.algorithms.iter().any(|a| is_hmac(*a)) {
-        eprintln!(
-            "warning: [auth] algorithms does not list HS256, so this server will reject the token"
-        );
     }
     let token = auth::sign_dev_token(
         secret,

@@ -1,12 +1,13 @@
 //! Human durations in `proxy.toml`: `"250ms"`, `"5s"`, `"10m"`, `"1h"`.
 //!
 //! Parsed while deserializing, so a bad value is reported by the TOML parser together with
-//! its line and the key path (see `super::load`).
+//! its line and the key path (see `super::load`); serialized in the same form.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer};
+use serde::{Serialize, Serializer};
 
 /// A duration as written in the configuration file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +78,13 @@ impl<'de> Deserialize<'de> for HumanDuration {
             }
         }
         deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// Written the way it is read: `"5s"`, `"250ms"`.
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format_duration(self.0))
     }
 }
 

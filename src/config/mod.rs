@@ -1,5 +1,6 @@
 //! Configuration: `proxy.toml` read into [`raw::RawConfig`], then validated into the
-//! [`Config`] the program uses.
+//! [`Config`] the program uses (validate.rs), and written back for `check-config`
+//! (render.rs).
 //!
 //! Every error names the file, the key and the problem (and the line when the parser knows
 //! it). Secrets are wrapped in [`Secret`], whose `Debug` never shows them. Nothing here
@@ -7,6 +8,8 @@
 
 mod duration;
 mod raw;
+mod render;
+mod validate;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,9 +21,7 @@ use tokio_postgres::Config as PgConfig;
 
 pub use duration::{format_duration, parse_duration, HumanDuration};
 use raw::RawConfig;
-
-use crate::domain::names;
-use crate::pg;
+use validate::validate;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -67,6 +68,9 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub struct CatalogConfig {
     pub target: PgConfig,
+    /// How long opening a catalog connection may take: `[tenants] connect_timeout`, but
+    /// at least 5 s (validate.rs says why). Every catalog connection uses it.
+    pub connect_timeout: Duration,
     pub refresh_interval: Duration,
     /// LISTEN for the catalog trigger's notifications.
     pub notifications: bool,
@@ -286,382 +290,6 @@ pub fn is_hmac(algorithm: Algorithm) -> bool {
     )
 }
 
-fn validate(
-    raw: RawConfig,
-    file: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
-    let bad = |key: &str, message: String| ConfigError {
-        file: file.to_path_buf(),
-        line: None,
-        key: Some(key.to_string()),
-        message,
-    };
-    let mut warnings = Vec::new();
-
-    let s = raw.server;
-    let listen = parse_addr(&s.listen).map_err(|m| bad("server.listen", m))?;
-    let positive = |key: &str, value: u64| -> Result<u64, ConfigError> {
-        if value == 0 {
-            Err(bad(key, "must be greater than 0".into()))
-        } else {
-            Ok(value)
-        }
-    };
-    let nonzero = |key: &str, value: HumanDuration| -> Result<Duration, ConfigError> {
-        if value.0.is_zero() {
-            Err(bad(key, "must be longer than 0s".into()))
-        } else {
-            Ok(value.0)
-        }
-    };
-    let cors_origins = if s.cors_origins.iter().any(|o| o == "*") {
-        None
-    } else {
-        for origin in &s.cors_origins {
-            if !(origin.starts_with("http://") || origin.starts_with("https://"))
-                || origin.ends_with('/')
-            {
-                return Err(bad(
-                    "server.cors_origins",
-                    format!("{origin:?} is not an origin such as \"https://app.example\" (scheme and host, no path)"),
-                ));
-            }
-        }
-        Some(s.cors_origins)
-    };
-    let server = ServerConfig {
-        listen,
-        max_body_bytes: positive("server.max_body_bytes", s.max_body_bytes)?,
-        header_read_timeout: nonzero("server.header_read_timeout", s.header_read_timeout)?,
-        keep_alive_timeout: nonzero("server.keep_alive_timeout", s.keep_alive_timeout)?,
-        request_timeout: nonzero("server.request_timeout", s.request_timeout)?,
-        shutdown_grace: s.shutdown_grace.0,
-        drain_delay: s.drain_delay.0,
-        static_dir: (!s.static_dir.is_empty()).then(|| PathBuf::from(&s.static_dir)),
-        max_connections: positive("server.max_connections", s.max_connections)? as usize,
-        max_in_flight: positive("server.max_in_flight", s.max_in_flight)? as usize,
-        worker_threads: match s.worker_threads {
-            n if n > 1024 => {
-                return Err(bad(
-                    "server.worker_threads",
-                    format!("{n} is too many (at most 1024; 0 means one per core)"),
-                ))
-            }
-            n => n as usize,
-        },
-        max_header_bytes: positive("server.max_header_bytes", s.max_header_bytes)? as usize,
-        max_headers: positive("server.max_headers", s.max_headers)? as usize,
-        cors_origins,
-    };
-    if server.max_header_bytes < 8192 {
-        return Err(bad(
-            "server.max_header_bytes",
-            "must be at least 8192 (an Auth0 token alone can take 2 KiB)".into(),
-        ));
-    }
-
-    let c = raw.catalog;
-    let catalog_target = pg::parse_target(&c.url, env).map_err(|m| bad("catalog.url", m))?;
-    let catalog_db = catalog_target.get_dbname().unwrap_or("catalog").to_string();
-    names::validate_database_name(&catalog_db)
-        .map_err(|e| bad("catalog.url", format!("catalog {e}")))?;
-    let mut catalog_target = catalog_target;
-    catalog_target.dbname(&catalog_db);
-    let catalog = CatalogConfig {
-        target: catalog_target,
-        refresh_interval: nonzero("catalog.refresh_interval", c.refresh_interval)?,
-        notifications: c.notifications,
-    };
-
-    let t = raw.tenants;
-    let tenants_target = pg::parse_target(&t.url, env).map_err(|m| bad("tenants.url", m))?;
-    let u32_key = |key: &str, value: u64| -> Result<u32, ConfigError> {
-        let value = positive(key, value)?;
-        u32::try_from(value).map_err(|_| bad(key, format!("{value} is too large")))
-    };
-    let pool_max_size = u32_key("tenants.pool_max_size", t.pool_max_size)?;
-    let max_total_connections = u32_key("tenants.max_total_connections", t.max_total_connections)?;
-    let pool_min_idle = u32::try_from(t.pool_min_idle)
-        .ok()
-        .filter(|n| *n <= pool_max_size)
-        .ok_or_else(|| {
-            bad(
-                "tenants.pool_min_idle",
-                format!(
-                    "{} is more than tenants.pool_max_size ({pool_max_size})",
-                    t.pool_min_idle
-                ),
-            )
-        })?;
-    let pipeline_depth = u32_key("tenants.pipeline_depth", t.pipeline_depth)?;
-    if pipeline_depth > 1024 {
-        return Err(bad(
-            "tenants.pipeline_depth",
-            format!("{pipeline_depth} is more than 1024"),
-        ));
-    }
-    if pool_max_size > max_total_connections {
-        warnings.push(format!(
-            "tenants.pool_max_size ({pool_max_size}) is above tenants.max_total_connections ({max_total_connections}): one school can never use more than the budget"
-        ));
-    }
-    let tenants = TenantsConfig {
-        target: tenants_target,
-        pool_max_size,
-        pool_min_idle,
-        pipeline_depth,
-        acquire_timeout: nonzero("tenants.acquire_timeout", t.acquire_timeout)?,
-        idle_timeout: nonzero("tenants.idle_timeout", t.idle_timeout)?,
-        connect_timeout: nonzero("tenants.connect_timeout", t.connect_timeout)?,
-        statement_timeout: nonzero("tenants.statement_timeout", t.statement_timeout)?,
-        max_total_connections,
-        auto_provision: t.auto_provision,
-        provision_concurrency: positive("tenants.provision_concurrency", t.provision_concurrency)?
-            as usize,
-    };
-
-    let a = raw.auth;
-    if a.issuer.trim().is_empty() {
-        return Err(bad("auth.issuer", "must not be empty".into()));
-    }
-    if a.audience.trim().is_empty() {
-        return Err(bad("auth.audience", "must not be empty".into()));
-    }
-    if a.tenant_claim.trim().is_empty() {
-        return Err(bad("auth.tenant_claim", "must not be empty".into()));
-    }
-    if a.algorithms.is_empty() {
-        return Err(bad(
-            "auth.algorithms",
-            "must list at least one algorithm".into(),
-        ));
-    }
-    let mut algorithms = Vec::new();
-    for name in &a.algorithms {
-        let Some((_, algorithm)) = KNOWN_ALGORITHMS.iter().find(|(n, _)| n == name) else {
-            let known: Vec<&str> = KNOWN_ALGORITHMS.iter().map(|(n, _)| *n).collect();
-            return Err(bad(
-                "auth.algorithms",
-                format!("unknown algorithm {name:?} (known: {})", known.join(", ")),
-            ));
-        };
-        if !algorithms.contains(algorithm) {
-            algorithms.push(*algorithm);
-        }
-    }
-    let jwks_url = (!a.jwks_url.is_empty()).then(|| a.jwks_url.clone());
-    if let Some(url) = &jwks_url {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(bad(
-                "auth.jwks_url",
-                format!("{url:?} must start with https:// or http://"),
-            ));
-        }
-        if url.parse::<http::Uri>().is_err() {
-            return Err(bad("auth.jwks_url", format!("{url:?} is not a valid URL")));
-        }
-    }
-    let jwks_file = (!a.jwks_file.is_empty()).then(|| PathBuf::from(&a.jwks_file));
-    if jwks_url.is_some() && jwks_file.is_some() {
-        return Err(bad(
-            "auth.jwks_file",
-            "set either auth.jwks_url or auth.jwks_file, not both".into(),
-        ));
-    }
-    let hs256_secret = (!a.hs256_secret.is_empty()).then(|| Secret::new(&a.hs256_secret));
-    let wants_hmac = algorithms.iter().any(|alg| is_hmac(*alg));
-    let wants_keys = algorithms.iter().any(|alg| !is_hmac(*alg));
-    if wants_hmac && hs256_secret.is_none() {
-        return Err(bad(
-            "auth.hs256_secret",
-            "required when auth.algorithms lists an HS algorithm".into(),
-        ));
-    }
-    if let Some(secret) = &hs256_secret {
-        if secret.expose().len() < 32 {
-            return Err(bad(
-                "auth.hs256_secret",
-                "must be at least 32 bytes long".into(),
-            ));
-        }
-        if !wants_hmac {
-            warnings.push(
-                "auth.hs256_secret is set but auth.algorithms lists no HS algorithm: tokens signed with it are rejected (add \"HS256\" to use it)".into(),
-            );
-        }
-    }
-    if wants_keys && jwks_url.is_none() && jwks_file.is_none() {
-        warnings.push(
-            "auth.algorithms lists public-key algorithms but neither auth.jwks_url nor auth.jwks_file is set: every such token will be rejected".into(),
-        );
-    }
-    let auth = AuthConfig {
-        issuer: a.issuer,
-        audience: a.audience,
-        algorithms,
-        jwks_url,
-        jwks_file,
-        jwks_refresh_interval: nonzero("auth.jwks_refresh_interval", a.jwks_refresh_interval)?,
-        jwks_refetch_cooldown: a.jwks_refetch_cooldown.0,
-        hs256_secret,
-        tenant_claim: a.tenant_claim,
-        leeway: a.leeway.0,
-        token_cache_capacity: a.token_cache_capacity as usize,
-    };
-
-    let ad = raw.admin;
-    let admin = AdminConfig {
-        listen: if ad.listen.is_empty() {
-            None
-        } else {
-            Some(parse_addr(&ad.listen).map_err(|m| bad("admin.listen", m))?)
-        },
-        token: (!ad.token.is_empty()).then(|| Secret::new(ad.token)),
-        metrics_top_schools: ad.metrics_top_schools.unwrap_or(20) as usize,
-    };
-    if admin.listen.is_some() && admin.token.is_none() {
-        warnings.push(
-            "admin.listen is set without admin.token: /metrics is served, the tenant admin API refuses every call".into(),
-        );
-    }
-    if admin.listen == Some(server.listen) && server.listen.port() != 0 {
-        return Err(bad("admin.listen", "must differ from server.listen".into()));
-    }
-
-    let format = match raw.log.format.as_str() {
-        "auto" => LogFormat::Auto,
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        other => {
-            return Err(bad(
-                "log.format",
-                format!("{other:?} is not one of \"auto\", \"text\", \"json\""),
-            ))
-        }
-    };
-    if raw
-        .log
-        .level
-        .parse::<tracing_subscriber::EnvFilter>()
-        .is_err()
-    {
-        return Err(bad(
-            "log.level",
-            format!(
-                "{:?} is not a log filter such as \"info\" or \"tenant_edge=debug\"",
-                raw.log.level
-            ),
-        ));
-    }
-
-    Ok(Config {
-        source: file.to_path_buf(),
-        server,
-        catalog,
-        tenants,
-        auth,
-        admin,
-        log: LogConfig {
-            format,
-            level: raw.log.level,
-        },
-        warnings,
-    })
-}
-
-fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse().map_err(|_| {
-        format!("{text:?} is not an address such as \"127.0.0.1:8080\" or \"[::]:8080\"")
-    })
-}
-
-fn algorithm_name(algorithm: Algorithm) -> &'static str {
-    KNOWN_ALGORITHMS
-        .iter()
-        .find(|(_, a)| *a == algorithm)
-        .map(|(n, _)| *n)
-        .unwrap_or("?")
-}
-
-impl Config {
-    /// The effective configuration as TOML, secrets redacted (for `check-config`).
-    pub fn render_effective(&self) -> String {
-        let d = format_duration;
-        let redacted = |s: &Option<Secret>| if s.is_some() { "<redacted>" } else { "" };
-        let opt = |s: &Option<String>| s.clone().unwrap_or_default();
-        let path = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        };
-        let s = &self.server;
-        let t = &self.tenants;
-        let a = &self.auth;
-        let origins = match &s.cors_origins {
-            None => vec!["*".to_string()],
-            Some(list) => list.clone(),
-        };
-        let algorithms: Vec<&str> = a.algorithms.iter().map(|x| algorithm_name(*x)).collect();
-        format!(
-            "# effective configuration from {source}\n\
-             [server]\nlisten = {listen:?}\nmax_body_bytes = {body}\nheader_read_timeout = {hrt:?}\nkeep_alive_timeout = {kat:?}\nrequest_timeout = {rt:?}\nshutdown_grace = {sg:?}\ndrain_delay = {dd:?}\nstatic_dir = {sd:?}\nmax_connections = {mc}\nmax_in_flight = {mif}\nworker_threads = {wt}\nmax_header_bytes = {mhb}\nmax_headers = {mh}\ncors_origins = {origins:?}\n\n\
-             [catalog]\nurl = {curl:?}\nrefresh_interval = {ri:?}\nnotifications = {notif}\n\n\
-             [tenants]\nurl = {turl:?}\npool_max_size = {pms}\npool_min_idle = {pmi}\npipeline_depth = {pd}\nacquire_timeout = {at:?}\nidle_timeout = {it:?}\nconnect_timeout = {ct:?}\nstatement_timeout = {st:?}\nmax_total_connections = {mtc}\nauto_provision = {ap}\nprovision_concurrency = {pc}\n\n\
-             [auth]\nissuer = {iss:?}\naudience = {aud:?}\nalgorithms = {algorithms:?}\njwks_url = {ju:?}\njwks_file = {jf:?}\njwks_refresh_interval = {jri:?}\njwks_refetch_cooldown = {jrc:?}\nhs256_secret = {hs:?}\ntenant_claim = {tc:?}\nleeway = {lw:?}\ntoken_cache_capacity = {tcc}\n\n\
-             [admin]\nlisten = {al:?}\ntoken = {atok:?}\nmetrics_top_schools = {mts}\n\n\
-             [log]\nformat = {lf:?}\nlevel = {ll:?}\n",
-            source = self.source.display(),
-            listen = s.listen.to_string(),
-            body = s.max_body_bytes,
-            hrt = d(s.header_read_timeout),
-            kat = d(s.keep_alive_timeout),
-            rt = d(s.request_timeout),
-            sg = d(s.shutdown_grace),
-            dd = d(s.drain_delay),
-            sd = path(&s.static_dir),
-            mc = s.max_connections,
-            mif = s.max_in_flight,
-            wt = s.worker_threads,
-            mhb = s.max_header_bytes,
-            mh = s.max_headers,
-            curl = pg::describe(&self.catalog.target),
-            ri = d(self.catalog.refresh_interval),
-            notif = self.catalog.notifications,
-            turl = pg::describe(&t.target),
-            pms = t.pool_max_size,
-            pmi = t.pool_min_idle,
-            pd = t.pipeline_depth,
-            at = d(t.acquire_timeout),
-            it = d(t.idle_timeout),
-            ct = d(t.connect_timeout),
-            st = d(t.statement_timeout),
-            mtc = t.max_total_connections,
-            ap = t.auto_provision,
-            pc = t.provision_concurrency,
-            iss = a.issuer,
-            aud = a.audience,
-            ju = opt(&a.jwks_url),
-            jf = path(&a.jwks_file),
-            jri = d(a.jwks_refresh_interval),
-            jrc = d(a.jwks_refetch_cooldown),
-            hs = redacted(&a.hs256_secret),
-            tc = a.tenant_claim,
-            lw = d(a.leeway),
-            tcc = a.token_cache_capacity,
-            al = self.admin.listen.map(|x| x.to_string()).unwrap_or_default(),
-            atok = redacted(&self.admin.token),
-            mts = self.admin.metrics_top_schools,
-            lf = match self.log.format {
-                LogFormat::Auto => "auto",
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            },
-            ll = self.log.level,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -827,6 +455,41 @@ mod tests {
         let rendered = config.render_effective();
         let reparsed = parse(&rendered, Path::new("r.toml"));
         assert!(reparsed.is_ok(), "{reparsed:?}");
+    }
+
+    #[test]
+    fn the_rendered_configuration_loads_back_to_the_same_values() {
+        let configs = [
+            "",
+            "[server]\nlisten = \"0.0.0.0:9000\"\nrequest_timeout = \"250ms\"\ncors_origins = [\"https://a.example\"]\nstatic_dir = \"web/dist\"\n\
+             [catalog]\nurl = \"postgres://u@db:6432/cat\"\nrefresh_interval = \"10m\"\n\
+             [tenants]\npool_max_size = 3\npool_min_idle = 1\n\
+             [auth]\nalgorithms = [\"ES256\", \"RS256\"]\njwks_url = \"https://idp.example/jwks\"\n\
+             [admin]\nlisten = \"127.0.0.1:9090\"\nmetrics_top_schools = 5\n\
+             [log]\nformat = \"json\"\nlevel = \"tenant_edge=debug\"\n",
+        ];
+        for text in configs {
+            let config = from_str(text, Path::new("p.toml"), &no_env).unwrap();
+            let rendered = config.render_effective();
+            let again = from_str(&rendered, Path::new("p.toml"), &no_env)
+                .unwrap_or_else(|err| panic!("{err}\n{rendered}"));
+            // Debug shows every value (secrets redacted; these configurations have none).
+            assert_eq!(format!("{again:?}"), format!("{config:?}"), "{rendered}");
+            assert_eq!(again.render_effective(), rendered);
+        }
+        let rendered = from_str("", Path::new("p.toml"), &no_env)
+            .unwrap()
+            .render_effective();
+        for line in [
+            "# effective configuration from p.toml\n[server]\n",
+            "\nheader_read_timeout = \"5s\"\n",
+            "\nidle_timeout = \"5m\"\n",
+            "\nurl = \"postgres://postgres@127.0.0.1:5432/catalog\"\n",
+            "\nalgorithms = [\"RS256\"]\n",
+            "\nhs256_secret = \"\"\n",
+        ] {
+            assert!(rendered.contains(line), "{line:?} in\n{rendered}");
+        }
     }
 
     #[test]

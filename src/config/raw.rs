@@ -3,12 +3,14 @@
 //! Every section and key is optional (each has a default) and unknown keys are refused, so a
 //! typo such as `listne` is an error rather than a silently ignored setting. Nothing here is
 //! validated beyond its TOML type; `super::validate` turns this into [`super::Config`].
+//! `check-config` serializes the same shape (render.rs), so what it prints is a file this
+//! module reads back.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     pub server: RawServer,
@@ -19,7 +21,7 @@ pub struct RawConfig {
     pub log: RawLog,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub listen: String,
@@ -59,7 +61,7 @@ impl Default for RawServer {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawCatalog {
     pub url: String,
@@ -77,7 +79,7 @@ impl Default for RawCatalog {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTenants {
     pub url: String,
@@ -111,7 +113,7 @@ impl Default for RawTenants {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAuth {
     pub issuer: String,
@@ -145,7 +147,7 @@ impl Default for RawAuth {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAdmin {
     pub listen: String,
@@ -153,7 +155,7 @@ pub struct RawAdmin {
     pub metrics_top_schools: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     pub format: String,

@@ -74,7 +74,7 @@ impl ControlLoop {
         if config.catalog.notifications {
             self.tasks.spawn(listener::run(
                 config.catalog.target.clone(),
-                config.tenants.connect_timeout.max(Duration::from_secs(2)),
+                config.catalog.connect_timeout,
                 self.catalog_changed.clone(),
                 self.stop.clone(),
             ));
@@ -129,9 +129,9 @@ impl ControlLoop {
             }
         }
         let config = self.app.config.load_full();
-        let timeout = config.tenants.connect_timeout.max(Duration::from_secs(2));
-        let mut client = store::connect_or_create(&config.catalog.target, timeout).await?;
-        store::migrate_catalog(&mut client, &config.catalog.target, timeout).await?;
+        let mut client = store::connect_or_create(&config.catalog).await?;
+        let (target, timeout) = (&config.catalog.target, config.catalog.connect_timeout);
+        store::migrate_catalog(&mut client, target, timeout).await?;
         let client = Arc::new(client);
         self.catalog = Some(client.clone());
         Ok(client)

@@ -353,8 +353,14 @@ impl PoolSettings {
 
 impl PoolSettings {
     /// True when pools made with `other` would behave the same.
+    ///
+    /// The targets are compared with `tokio_postgres::Config`'s `PartialEq`, which covers
+    /// every connection setting (user, password, hosts, host addresses, ports, database,
+    /// options, application name, timeouts, keepalives, TLS and session attributes). Its
+    /// `Debug` text is no substitute: it prints any password as `_`, so a reload that
+    /// changes only the password would keep pools that log in with the old one.
     pub fn same_as(&self, other: &PoolSettings) -> bool {
-        format!("{:?}", self.target) == format!("{:?}", other.target)
+        self.target == other.target
             && self.max_size == other.max_size
             && self.min_idle == other.min_idle
             && self.pipeline_depth == other.pipeline_depth
@@ -491,5 +497,29 @@ impl TenantPool {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn settings(tenants: &str) -> PoolSettings {
+        let text = format!("[tenants]\n{tenants}\n");
+        let config = crate::config::from_str(&text, Path::new("p.toml"), &|_| None).unwrap();
+        PoolSettings::new(&config.tenants, Budget::new(8), 1, &[])
+    }
+
+    #[test]
+    fn settings_differing_only_by_password_are_not_the_same() {
+        let url = |password: &str| format!("url = \"postgres://app{password}@db:5432/postgres\"");
+        let one = settings(&url(":one"));
+        assert!(one.same_as(&settings(&url(":one"))));
+        assert!(!one.same_as(&settings(&url(":two"))));
+        assert!(!one.same_as(&settings(&url(""))));
+        assert!(!one.same_as(&settings(&format!("{}\npool_max_size = 2", url(":one")))));
+        assert!(!one.same_as(&settings("url = \"postgres://other:one@db:5432/postgres\"")));
     }
 }

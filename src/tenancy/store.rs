@@ -9,6 +9,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::{Client, Config as PgConfig, Row};
 
+use crate::config::CatalogConfig;
 use crate::domain::status::{SchoolStatus, UnknownStatus};
 use crate::pg;
 use crate::tenancy::migrate::{self, lock::MigrationLock, Applied, MigrateError};
@@ -107,23 +108,23 @@ impl From<tokio_postgres::Error> for CatalogError {
 }
 
 /// Connects to the catalog, creating its database first when it does not exist yet.
-pub async fn connect_or_create(
-    catalog: &PgConfig,
-    connect_timeout: Duration,
-) -> Result<Client, CatalogError> {
-    match pg::connect(catalog, connect_timeout).await {
+///
+/// Every connection to the catalog for queries is opened here, with
+/// `[catalog]`'s connect timeout (`CatalogConfig::connect_timeout` says how it is chosen).
+pub async fn connect_or_create(catalog: &CatalogConfig) -> Result<Client, CatalogError> {
+    let (target, timeout) = (&catalog.target, catalog.connect_timeout);
+    match pg::connect(target, timeout).await {
         Ok(client) => Ok(client),
         Err(err) if err.is_missing_database() => {
-            let database = catalog.get_dbname().unwrap_or("catalog").to_string();
-            let maintenance = pg::with_database(catalog, "postgres");
-            let admin = pg::connect(&maintenance, connect_timeout).await?;
-            create_database(&admin, &database)
+            let maintenance = pg::with_database(target, "postgres");
+            let admin = pg::connect(&maintenance, timeout).await?;
+            create_database(&admin, catalog.database())
                 .await
                 .map_err(|message| CatalogError::Create {
-                    database: database.clone(),
+                    database: catalog.database().to_string(),
                     message,
                 })?;
-            Ok(pg::connect(catalog, connect_timeout).await?)
+            Ok(pg::connect(target, timeout).await?)
         }
         Err(err) => Err(err.into()),
     }

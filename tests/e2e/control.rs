@@ -630,3 +630,45 @@ async fn sighup_with_new_pool_settings_reopens_the_pools_with_them() {
     assert!(!before.contains(&after[0]));
     assert_eq!(process.terminate(Duration::from_secs(10)).await, 0);
 }
+
+#[tokio::test]
+async fn sighup_with_only_a_new_tenants_password_reopens_the_pools() {
+    let scratch = Scratch::new();
+    // Trust authentication accepts any password, so both logins work; only the reload
+    // decides which one the pools use.
+    let (process, school) = process_serving_a_school(
+        &scratch,
+        "[tenants]\nurl = \"postgres://postgres:first-password@127.0.0.1:5432\"\n",
+        "password",
+    )
+    .await;
+    let client = http_client();
+    let token = token_for(&school);
+    let before = backend_pids(&school).await;
+    assert!(!before.is_empty());
+
+    let text = std::fs::read_to_string(&process.config).unwrap();
+    let changed = text.replace(":first-password@", ":second-password@");
+    assert_ne!(text, changed);
+    std::fs::write(&process.config, changed).unwrap();
+    process.signal("HUP");
+    wait_for(
+        "the connections of the old pool to close",
+        Duration::from_secs(10),
+        || async {
+            let now = backend_pids(&school).await;
+            now.iter().all(|pid| !before.contains(pid)).then_some(())
+        },
+    )
+    .await;
+
+    // The school is served on a new connection.
+    assert_eq!(
+        lunch_weeks_status(&client, &process.base, &token).await,
+        200
+    );
+    let after = backend_pids(&school).await;
+    assert!(!after.is_empty(), "{after:?}");
+    assert!(after.iter().all(|pid| !before.contains(pid)), "{after:?}");
+    assert_eq!(process.terminate(Duration::from_secs(10)).await, 0);
+}

@@ -198,3 +198,38 @@ pub async fn lunch_weeks_status(client: &HttpClient, base: &str, token: &str) ->
         .await
         .map_or(0, |(status, _, _)| status)
 }
+
+#[test]
+fn the_token_command_refuses_when_the_server_would_reject_its_token() {
+    let scratch = Scratch::new();
+    let auth = |algorithms: &str| {
+        format!(
+            "[auth]\nalgorithms = {algorithms}\nhs256_secret = \"{}\"\njwks_file = \"jwks.json\"\n",
+            crate::server::HS_SECRET
+        )
+    };
+    let args = ["token", "--school", "school_a"];
+
+    let config = scratch.write_config(&auth("[\"RS256\"]"));
+    let output = scratch.run(&config, &args);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "", "no token is printed");
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "{}: key `auth.algorithms`: does not list \"HS256\"",
+            config.display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("rejects every development token"),
+        "{message}"
+    );
+
+    let config = scratch.write_config(&auth("[\"RS256\", \"HS256\"]"));
+    let output = scratch.run(&config, &args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let token = stdout(&output).trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+}
