@@ -3,12 +3,10 @@
 //!
 //! Why not tokio's multi-threaded runtime: its work stealing moves a request's tasks
 //! between threads, and every move is a futex wake-up and a context switch. On 2 cores
-//! shared with PostgreSQL that cost more than the parallelism gained: the list at 32
-//! connections took 40.7 µs of tenant-edge CPU per request on two stealing workers
-//! against 35.2 µs on one; with a runtime per worker, 31.4 µs on two (bench/ab.sh,
-//! BENCHMARKS.md). With a runtime per thread, a request,
-//! the task of the PostgreSQL connection it uses (lanes prefer connections their own
-//! worker opened, pools/lanes.rs) and the client's socket stay on one thread.
+//! shared with PostgreSQL that costs more than the parallelism gains (BENCHMARKS.md,
+//! Findings). With a runtime per thread, a request, the task of the PostgreSQL
+//! connection it uses (lanes prefer connections their own worker opened,
+//! pool/lanes.rs) and the client's socket stay on one thread.
 //!
 //! The listeners share the address with SO_REUSEPORT, so the kernel spreads new
 //! connections over the workers. Before that, one plain bind of the address checks that

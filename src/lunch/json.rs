@@ -2,8 +2,8 @@
 //!
 //! Why not serde_json's derive: in the week list (52 objects) serde escaped every key and
 //! every date although none can need it, went through `flatten`'s map machinery for the
-//! week with days, and formatted dates through `Serialize` one string at a time: together
-//! ~6% of tenant-edge's CPU on that endpoint (perf, BENCHMARKS.md). Here the keys are
+//! week with days, and formatted dates through `Serialize` one string at a time, a
+//! visible share of tenant-edge's CPU on that endpoint (BENCHMARKS.md, Findings). Here the keys are
 //! constant bytes, ids go through `itoa`, dates are their ten ASCII bytes, and only the
 //! one free-text field (`menuDetails`) is escaped, by serde_json itself. The bytes are
 //! the same as serde_json's for the model types (tests below compare them).

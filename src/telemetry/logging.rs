@@ -3,11 +3,10 @@
 //!
 //! Lines are appended to a shared buffer that a background thread writes out every
 //! [`FLUSH_EVERY`] (and a writer flushes at once when it passes [`FLUSH_AT_BYTES`]), so
-//! one access line per request costs a memcpy, not a write(2) and not a thread wake-up.
-//! Measured with bench/run.sh (GET /api/lunch-week/:id, 32 connections, tenant-edge CPU
-//! per request): no access log 36 µs; a channel to a writer thread (tracing-appender)
-//! 43 µs, a futex wake-up per line; this buffer 38 µs. The returned guard writes what is
-//! left when the process ends.
+//! one access line per request costs a memcpy, not a write(2) and not a thread wake-up
+//! (a channel to a writer thread, as tracing-appender does, costs a futex wake-up per
+//! line; BENCHMARKS.md, Findings). The returned guard writes what is left when the
+//! process ends.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex};
