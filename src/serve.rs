@@ -26,7 +26,7 @@ use crate::edge::static_files::StaticFiles;
 use crate::edge::workers::{self, Workers};
 use crate::lunch::queries;
 use crate::pool::{Budget, PoolSettings};
-use crate::state::{App, ControlEvent, RefreshReport};
+use crate::state::{App, ControlEvent, RefreshError, RefreshReport};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::snapshot::Snapshot;
 
@@ -189,16 +189,13 @@ fn spawn_background(
 
 impl Running {
     /// Asks the control loop to re-read the catalog now and waits for the result.
-    pub async fn refresh(&self) -> Result<RefreshReport, String> {
+    pub async fn refresh(&self) -> Result<RefreshReport, RefreshError> {
         let (reply, result) = oneshot::channel();
         self.app
             .control
             .send(ControlEvent::Refresh(Some(reply)))
-            .map_err(|_| "control loop stopped".to_string())?;
-        result
-            .await
-            .map_err(|_| "control loop stopped".to_string())?
-            .map_err(|err| err.to_string())
+            .map_err(|_| RefreshError::ControlStopped)?;
+        result.await.map_err(|_| RefreshError::ControlStopped)?
     }
 
     /// Graceful shutdown, in this order:

@@ -38,6 +38,9 @@ pub enum RefreshError {
     Catalog(#[from] CatalogError),
     #[error("reading the catalog timed out")]
     TimedOut,
+    /// The control loop is not running, so nobody answered.
+    #[error("control loop stopped")]
+    ControlStopped,
 }
 
 /// The outcome of one refresh.
