@@ -4,7 +4,8 @@
 //!
 //! Every error names the file, the key and the problem (and the line when the parser knows
 //! it). Secrets are wrapped in [`Secret`], whose `Debug` never shows them. Nothing here
-//! touches the network or a database.
+//! touches the network or a database; the one file it reads besides proxy.toml is
+//! `[auth] jwks_ca_file`, so that a bad one is an error naming its key.
 
 mod duration;
 mod raw;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
+use rustls::pki_types::CertificateDer;
 use tokio_postgres::Config as PgConfig;
 
 pub use duration::{format_duration, parse_duration, HumanDuration};
@@ -113,7 +115,13 @@ pub struct AuthConfig {
     pub algorithms: Vec<Algorithm>,
     pub jwks_url: Option<String>,
     pub jwks_file: Option<PathBuf>,
+    /// Extra roots trusted for an `https://` jwks_url, read from this PEM file.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// The certificates of `jwks_ca_file`, each checked to be a usable trust anchor.
+    pub jwks_ca_certs: Vec<CertificateDer<'static>>,
     pub jwks_refresh_interval: Duration,
+    /// Unknown kids may cause a few key set fetches at once (`auth::refetch_budget`);
+    /// one more is allowed per this period. Zero: no limit.
     pub jwks_refetch_cooldown: Duration,
     pub hs256_secret: Option<Secret>,
     pub tenant_claim: String,
