@@ -154,7 +154,7 @@ fn build_app(
     })
 }
 
-/// The control path's tasks: the first JWKS fetch and its refresher, the control loop,
+/// The control path's tasks: the JWKS refresher (the first fetch too), the control loop,
 /// the admin listener. They stop when `stop` is cancelled.
 fn spawn_background(
     app: &Arc<App>,
@@ -164,15 +164,8 @@ fn spawn_background(
     stop: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut background = Vec::new();
-    if app.config.load().auth.jwks_url.is_some() {
-        // The first fetch happens in the background; /readyz stays 503 until it succeeds.
-        let auth = auth.clone();
-        background.push(tokio::spawn(async move {
-            if let Err(err) = auth.refresh_keys().await {
-                tracing::error!(error = %err, "fetching the JWKS failed; retrying in the background");
-            }
-        }));
-    }
+    // With jwks_url, the refresher makes the first fetch at once and retries it with
+    // backoff; /readyz stays 503 until it succeeds.
     background.push(auth.spawn_refresher(stop.clone()));
     background.push(tokio::spawn(
         ControlLoop::new(app.clone(), control, stop.clone()).run(),

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +20,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
 use serde::Deserialize;
 
 /// A key set larger than this is refused: real sets are a few KiB, and the cap keeps a
@@ -251,19 +254,36 @@ pub enum JwksSource {
     },
 }
 
+/// Why the client for `jwks_url` could not be built.
+#[derive(Debug)]
+pub enum UrlSourceError {
+    Uri,
+    /// A certificate of `auth.jwks_ca_file` is not a usable trust anchor.
+    Roots(rustls::Error),
+}
+
 impl JwksSource {
-    /// Builds the HTTP(S) client for `url`. Native roots first (an operator's private CA
-    /// works), Mozilla's roots when the system has none (a bare container).
-    pub fn for_url(url: &str) -> Result<Self, http::uri::InvalidUri> {
-        let uri: http::Uri = url.parse()?;
-        let builder = match HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(builder) => builder,
-            Err(err) => {
-                tracing::warn!(error = %err, "no usable system root certificates; using the bundled webpki roots for jwks_url");
-                HttpsConnectorBuilder::new().with_webpki_roots()
-            }
-        };
-        let connector = builder.https_or_http().enable_http1().build();
+    /// Builds the HTTP(S) client for `url`. Trusts the system's roots (an operator's
+    /// private CA installed there works), Mozilla's when the system has none (a bare
+    /// container), and the certificates of `auth.jwks_ca_file` (`extra_roots`) besides.
+    pub fn for_url(
+        url: &str,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Self, UrlSourceError> {
+        let uri: http::Uri = url.parse().map_err(|_| UrlSourceError::Uri)?;
+        let roots = trusted_roots(extra_roots).map_err(UrlSourceError::Roots)?;
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(UrlSourceError::Roots)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         // The set is fetched rarely (once per refresh interval): keeping idle connections
         // would only hold sockets open.
         let client = Client::builder(TokioExecutor::new())
@@ -299,6 +319,30 @@ impl JwksSource {
             },
         }
     }
+}
+
+/// The system's roots, or Mozilla's when the system has none usable, plus `extra`.
+fn trusted_roots(extra: &[CertificateDer<'static>]) -> Result<RootCertStore, rustls::Error> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    if let Some(err) = native.errors.first() {
+        tracing::debug!(error = %err, "reading a system root certificate failed");
+    }
+    // Unparsable system roots are skipped, as hyper-rustls does.
+    let (_, ignored) = roots.add_parsable_certificates(native.certs);
+    if ignored > 0 {
+        tracing::debug!(ignored, "skipped unusable system root certificates");
+    }
+    if roots.is_empty() {
+        tracing::warn!(
+            "no usable system root certificates; using the bundled webpki roots for jwks_url"
+        );
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    for certificate in extra {
+        roots.add(certificate.clone())?;
+    }
+    Ok(roots)
 }
 
 async fn fetch(client: &HttpClient, url: &http::Uri, origin: &str) -> Result<KeySet, JwksError> {

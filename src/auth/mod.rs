@@ -10,6 +10,7 @@
 
 mod dev_token;
 mod jwks;
+mod refetch_budget;
 mod token_cache;
 
 #[cfg(test)]
@@ -35,7 +36,15 @@ use crate::config::{is_hmac, AuthConfig};
 pub use dev_token::{sign_dev_token, SCHOOL_NAME_CLAIM};
 pub use jwks::{JwksError, MAX_JWKS_BYTES};
 use jwks::{JwksSource, KeyLookup, KeySet};
+use refetch_budget::RefetchBudget;
 use token_cache::TokenCache;
+
+/// The first retry of a key set that was never fetched; each failure doubles it up to
+/// [`FIRST_FETCH_RETRY_MAX`]. Until the first fetch succeeds /readyz answers 503, so the
+/// retries are quick: the regular refresh interval (minutes) would keep the replica out
+/// of service long after the identity provider is back.
+const FIRST_FETCH_RETRY: Duration = Duration::from_secs(1);
+const FIRST_FETCH_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Tokens longer than this are refused before any decoding. Real tokens are well under
 /// 2 KiB; the cap bounds the work (base64, JSON, cache memory) a stranger can cause.
@@ -149,6 +158,8 @@ pub enum AuthSetupError {
     },
     #[error("auth.jwks_url {url:?} is not a valid URL")]
     JwksUrl { url: String },
+    #[error("auth.jwks_ca_file: {0}")]
+    JwksCa(#[source] rustls::Error),
 }
 
 /// Verifies bearer tokens. One per configuration: a reload builds a new one (with an
@@ -167,13 +178,12 @@ pub struct Authenticator {
     keys_ready: AtomicBool,
     /// `auth.jwks_url` or `auth.jwks_file`; `None` when neither is set.
     source: Option<JwksSource>,
-    /// Serializes key set loads (single flight). Holds when the last refetch triggered by
-    /// an unknown kid started, for the cooldown.
-    refetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Serializes key set loads (single flight). Holds how many more loads unknown kids
+    /// may cause (`auth.jwks_refetch_cooldown` earns one back).
+    refetch: tokio::sync::Mutex<RefetchBudget>,
     /// Counts finished loads, so a request that waited for someone else's load can tell
     /// and use its result instead of loading again.
     loads: AtomicU64,
-    refetch_cooldown: Duration,
     refresh_interval: Duration,
     cache: Option<TokenCache>,
 }
@@ -219,8 +229,11 @@ impl Authenticator {
                 (Some(JwksSource::File(path.clone())), keys, true)
             }
             (None, Some(url)) => {
-                let source = JwksSource::for_url(url)
-                    .map_err(|_| AuthSetupError::JwksUrl { url: url.clone() })?;
+                let source =
+                    JwksSource::for_url(url, &config.jwks_ca_certs).map_err(|err| match err {
+                        jwks::UrlSourceError::Uri => AuthSetupError::JwksUrl { url: url.clone() },
+                        jwks::UrlSourceError::Roots(err) => AuthSetupError::JwksCa(err),
+                    })?;
                 // Ready at once if no configured algorithm needs the fetched keys.
                 (Some(source), KeySet::empty(), !wants_keys)
             }
@@ -235,9 +248,11 @@ impl Authenticator {
             keys: ArcSwap::from_pointee(keys),
             keys_ready: AtomicBool::new(ready),
             source,
-            refetch: tokio::sync::Mutex::new(None),
+            refetch: tokio::sync::Mutex::new(RefetchBudget::new(
+                config.jwks_refetch_cooldown,
+                Instant::now(),
+            )),
             loads: AtomicU64::new(0),
-            refetch_cooldown: config.jwks_refetch_cooldown,
             refresh_interval: config.jwks_refresh_interval,
             cache: TokenCache::new(config.token_cache_capacity),
         })
@@ -307,9 +322,11 @@ impl Authenticator {
         self.keys_ready.load(Ordering::Acquire)
     }
 
-    /// Background refresh every `jwks_refresh_interval` until `shutdown` is cancelled. The
-    /// task holds only a weak reference, so it also ends once the Authenticator is dropped
-    /// (a reload replaced it).
+    /// Background refresh until `shutdown` is cancelled: while no key set was ever
+    /// loaded, at once and then with a backoff from [`FIRST_FETCH_RETRY`] to
+    /// [`FIRST_FETCH_RETRY_MAX`]; after that every `jwks_refresh_interval`. The task holds
+    /// only a weak reference, so it also ends once the Authenticator is dropped (a reload
+    /// replaced it).
     pub fn spawn_refresher(
         self: &Arc<Self>,
         shutdown: CancellationToken,
@@ -321,6 +338,10 @@ impl Authenticator {
             if !has_source {
                 shutdown.cancelled().await;
                 return;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = Self::fetch_first_set(this.clone()) => {}
             }
             loop {
                 tokio::select! {
@@ -340,6 +361,26 @@ impl Authenticator {
         })
     }
 
+    /// Retries the first load with backoff until a key set is in (or the Authenticator is
+    /// gone). Returns at once when one already is.
+    async fn fetch_first_set(this: Weak<Self>) {
+        let mut delay = FIRST_FETCH_RETRY;
+        loop {
+            let Some(authenticator) = this.upgrade() else {
+                return;
+            };
+            if authenticator.keys_ready() {
+                return;
+            }
+            if let Err(err) = authenticator.refresh_keys().await {
+                tracing::error!(error = %error_chain(&err), retry_in = ?delay, "no JWT key set yet: fetching it failed; retrying");
+            }
+            drop(authenticator);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(FIRST_FETCH_RETRY_MAX);
+        }
+    }
+
     /// Loads the set from `source` and swaps it in. The caller holds `self.refetch`, so
     /// loads never overlap.
     async fn load_keys(&self, source: &JwksSource) -> Result<(), JwksError> {
@@ -353,29 +394,28 @@ impl Authenticator {
                 Ok(())
             }
             Err(err) => {
-                tracing::warn!(error = %err, kept_keys = self.keys.load().len(), "JWT key set refresh failed; keeping the last good set");
+                tracing::warn!(error = %error_chain(&err), kept_keys = self.keys.load().len(), "JWT key set refresh failed; keeping the last good set");
                 Err(err)
             }
         }
     }
 
-    /// A token named a key we do not have: maybe the provider rotated. Reload the set,
-    /// but at most once per cooldown, and only one load for any number of such requests.
-    /// `loads_seen` is the load count read before the caller looked at the key set.
+    /// A token named a key we do not have: maybe the provider rotated. Reload the set
+    /// while the refetch budget allows, and only one load for any number of such
+    /// requests. `loads_seen` is the load count read before the caller looked at the set.
     async fn refetch_for_unknown_key(&self, loads_seen: u64) {
         let Some(source) = &self.source else {
             return;
         };
-        let mut last_refetch = self.refetch.lock().await;
+        let mut budget = self.refetch.lock().await;
         if self.loads.load(Ordering::Acquire) != loads_seen {
             // A load finished since the caller looked at the set (possibly while we
             // waited for the lock): use its result instead of loading again.
             return;
         }
-        if last_refetch.is_some_and(|at| at.elapsed() < self.refetch_cooldown) {
+        if !budget.try_take(Instant::now()) {
             return;
         }
-        *last_refetch = Some(Instant::now());
         let _ = self.load_keys(source).await;
     }
 
@@ -571,6 +611,19 @@ fn classify(err: &jsonwebtoken::errors::Error) -> AuthError {
         | ErrorKind::InvalidAlgorithmName => AuthError::AlgorithmNotAllowed,
         _ => AuthError::Malformed,
     }
+}
+
+/// An error and its sources, `: `-separated: a TLS failure is only in the source of the
+/// HTTP client's error ("client error (Connect)"), and an operator needs to read it.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Unix seconds; a clock before 1970 (a broken host) reads as 0 rather than panicking.

@@ -41,6 +41,8 @@ fn config() -> AuthConfig {
         algorithms: vec![Algorithm::RS256],
         jwks_url: None,
         jwks_file: Some(fixture("jwks_a.json")),
+        jwks_ca_file: None,
+        jwks_ca_certs: Vec::new(),
         jwks_refresh_interval: Duration::from_secs(3600),
         jwks_refetch_cooldown: Duration::from_secs(60),
         hs256_secret: None,
@@ -107,10 +109,12 @@ async fn auth_with(auth: &Authenticator, token: &str) -> Result<Arc<Principal>, 
 }
 
 /// A JWKS endpoint on 127.0.0.1:0 whose answer the test can change, counting requests.
+/// While its gate is closed, requests are counted and then held unanswered.
 struct JwksServer {
     url: String,
     answer: Arc<Mutex<(u16, String)>>,
     hits: Arc<AtomicUsize>,
+    gate: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -123,6 +127,7 @@ impl JwksServer {
         );
         let answer = Arc::new(Mutex::new((200u16, body.to_string())));
         let hits = Arc::new(AtomicUsize::new(0));
+        let (gate, gate_open) = tokio::sync::watch::channel(true);
         let (served, counted) = (answer.clone(), hits.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -130,12 +135,14 @@ impl JwksServer {
                     return;
                 };
                 let (served, counted) = (served.clone(), counted.clone());
+                let gate_open = gate_open.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |_request| {
                         let (served, counted) = (served.clone(), counted.clone());
+                        let mut gate_open = gate_open.clone();
                         async move {
                             counted.fetch_add(1, Ordering::SeqCst);
-                            // Slow enough that concurrent requests overlap with the fetch.
+                            let _ = gate_open.wait_for(|open| *open).await;
                             tokio::time::sleep(delay).await;
                             let (status, body) = served.lock().unwrap().clone();
                             Ok::<_, Infallible>(
@@ -156,8 +163,13 @@ impl JwksServer {
             url,
             answer,
             hits,
+            gate,
             task,
         }
+    }
+
+    fn hold_answers(&self, hold: bool) {
+        self.gate.send_replace(!hold);
     }
 
     fn serve(&self, status: u16, body: &str) {
@@ -173,6 +185,13 @@ impl Drop for JwksServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Takes every refetch an unknown kid could cause now (the test configs earn one back
+/// per minute at most).
+async fn spend_the_refetch_budget(auth: &Authenticator) {
+    let mut budget = auth.refetch.lock().await;
+    while budget.try_take(Instant::now()) {}
 }
 
 fn url_config(url: &str) -> AuthConfig {
@@ -253,27 +272,150 @@ async fn key_rotation_is_picked_up_on_an_unknown_kid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_unknown_kids_share_one_fetch() {
-    let server = JwksServer::start(JWKS_A, Duration::from_millis(200)).await;
-    let auth = Arc::new(Authenticator::new(&url_config(&server.url)).unwrap());
+    let server = JwksServer::start(JWKS_A, Duration::ZERO).await;
+    // No refetch limit: only the single flight can keep 50 requests to one fetch.
+    let config = AuthConfig {
+        jwks_refetch_cooldown: Duration::ZERO,
+        ..url_config(&server.url)
+    };
+    let auth = Arc::new(Authenticator::new(&config).unwrap());
     auth.refresh_keys().await.unwrap();
     assert_eq!(server.hits(), 1);
     let token = sign_rsa(RSA_B, Some("key-unknown"), &claims());
+    // The fetch is held until every request has looked at the key set: a request polled
+    // for the first time runs up to the refetch lock without yielding, so `started`
+    // counts requests that read the set before the fetch could land.
+    server.hold_answers(true);
+    let started = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..50)
         .map(|_| {
-            let (auth, token) = (auth.clone(), token.clone());
+            let (auth, token, started) = (auth.clone(), token.clone(), started.clone());
+            tokio::spawn(async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                auth_with(&auth, &token).await
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while started.load(Ordering::SeqCst) < 50 || server.hits() < 2 {
+        assert!(Instant::now() < deadline, "requests did not start");
+        tokio::task::yield_now().await;
+    }
+    server.hold_answers(false);
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap_err(), AuthError::UnknownKey);
+    }
+    assert_eq!(server.hits(), 2, "50 requests, exactly one refetch");
+    // The limit is off: a later unknown kid fetches again, so the one fetch above was
+    // the single flight's doing.
+    assert_eq!(
+        auth_with(&auth, &token).await.unwrap_err(),
+        AuthError::UnknownKey
+    );
+    assert_eq!(server.hits(), 3);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_fetches_only_the_burst() {
+    let server = JwksServer::start(JWKS_A, Duration::ZERO).await;
+    // A period far longer than the test, so no fetch is earned back while it runs.
+    let config = AuthConfig {
+        jwks_refetch_cooldown: Duration::from_secs(3600),
+        token_cache_capacity: 0,
+        ..url_config(&server.url)
+    };
+    let auth = Arc::new(Authenticator::new(&config).unwrap());
+    auth.refresh_keys().await.unwrap();
+    // The key is looked up before the signature is checked, so made-up signatures do.
+    let made_up = |kid: String| raw_token(&json!({"alg": "RS256", "kid": kid}), &claims(), b"sig");
+    // One after another, each with a kid never seen: nothing to share, only the budget.
+    for n in 0..100 {
+        let token = made_up(format!("made-up-{n}"));
+        assert_eq!(
+            auth_with(&auth, &token).await.unwrap_err(),
+            AuthError::UnknownKey
+        );
+    }
+    assert_eq!(server.hits(), 1 + refetch_budget::BURST as usize);
+    // Concurrently too.
+    let tasks: Vec<_> = (0..100)
+        .map(|n| {
+            let auth = auth.clone();
+            let token = made_up(format!("concurrent-{n}"));
             tokio::spawn(async move { auth_with(&auth, &token).await })
         })
         .collect();
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap_err(), AuthError::UnknownKey);
     }
-    assert_eq!(server.hits(), 2, "50 requests, exactly one refetch");
-    // Within the cooldown, another unknown kid does not fetch again.
+    assert_eq!(server.hits(), 1 + refetch_budget::BURST as usize);
+    // Known keys still verify without a fetch.
+    assert!(auth_with(&auth, &sign_a(&claims())).await.is_ok());
+    assert_eq!(server.hits(), 1 + refetch_budget::BURST as usize);
+}
+
+#[tokio::test]
+async fn a_key_published_right_after_an_unknown_kid_probe_is_accepted_at_once() {
+    let server = JwksServer::start(JWKS_A, Duration::ZERO).await;
+    let config = AuthConfig {
+        jwks_refetch_cooldown: Duration::from_secs(20),
+        ..url_config(&server.url)
+    };
+    let auth = Authenticator::new(&config).unwrap();
+    auth.refresh_keys().await.unwrap();
+    let token_b = sign_rsa(RSA_B, Some("key-b"), &claims());
+    // A probe with the next key before it is published: one refetch, refused.
     assert_eq!(
-        auth_with(&auth, &token).await.unwrap_err(),
+        auth_with(&auth, &token_b).await.unwrap_err(),
         AuthError::UnknownKey
     );
     assert_eq!(server.hits(), 2);
+    // Published a moment later: the next request fetches again and is accepted.
+    server.serve(200, JWKS_AB);
+    assert!(auth_with(&auth, &token_b).await.is_ok());
+    assert_eq!(server.hits(), 3);
+}
+
+#[tokio::test]
+async fn the_leeway_accepts_a_token_that_expired_moments_ago_only() {
+    let config = AuthConfig {
+        leeway: Duration::from_secs(30),
+        ..config()
+    };
+    let auth = Authenticator::new(&config).unwrap();
+    // The margins (10 s inside, 30 s outside) leave room for a slow test machine;
+    // jsonwebtoken reads the clock itself.
+    let recently_expired = sign_a(&with(claims(), "exp", json!(now() - 10)));
+    let principal = auth_with(&auth, &recently_expired).await.unwrap();
+    assert_eq!(&*principal.school_database, "pinewood_elementary");
+    let long_expired = sign_a(&with(claims(), "exp", json!(now() - 60)));
+    assert_eq!(
+        auth_with(&auth, &long_expired).await.unwrap_err(),
+        AuthError::Expired
+    );
+    let nearly_valid = sign_a(&with(claims(), "nbf", json!(now() + 10)));
+    assert!(auth_with(&auth, &nearly_valid).await.is_ok());
+    let not_yet = sign_a(&with(claims(), "nbf", json!(now() + 60)));
+    assert_eq!(
+        auth_with(&auth, &not_yet).await.unwrap_err(),
+        AuthError::NotYetValid
+    );
+    // Accepted thanks to the leeway, the expired token is not cached: without the
+    // leeway's help (a new authenticator without it) it is refused.
+    assert_eq!(auth.cache.as_ref().unwrap().len(), 1);
+    let strict = Authenticator::new(&AuthConfig {
+        leeway: Duration::ZERO,
+        ..config
+    })
+    .unwrap();
+    assert_eq!(
+        auth_with(&strict, &recently_expired).await.unwrap_err(),
+        AuthError::Expired
+    );
+    assert_eq!(
+        auth_with(&strict, &nearly_valid).await.unwrap_err(),
+        AuthError::NotYetValid
+    );
 }
 
 #[tokio::test]
@@ -648,10 +790,10 @@ async fn a_cache_hit_does_no_verification() {
     let auth = Authenticator::new(&config()).unwrap();
     let token = sign_a(&claims());
     let first = auth_with(&auth, &token).await.unwrap();
-    // With the key set emptied (and the refetch cooldown just started, so the file is
-    // not re-read), only the cache can accept the token.
+    // With the key set emptied (and no refetch left, so the file is not re-read), only
+    // the cache can accept the token.
     auth.keys.store(Arc::new(KeySet::empty()));
-    *auth.refetch.lock().await = Some(Instant::now());
+    spend_the_refetch_budget(&auth).await;
     let second = auth_with(&auth, &token).await.unwrap();
     assert!(Arc::ptr_eq(&first, &second));
     // A token not seen before does need the (now missing) key.
@@ -704,7 +846,7 @@ async fn the_cache_can_be_turned_off() {
     let token = sign_a(&claims());
     assert!(auth_with(&auth, &token).await.is_ok());
     auth.keys.store(Arc::new(KeySet::empty()));
-    *auth.refetch.lock().await = Some(Instant::now());
+    spend_the_refetch_budget(&auth).await;
     assert!(auth_with(&auth, &token).await.is_err());
 }
 

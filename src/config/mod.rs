@@ -4,7 +4,8 @@
 //!
 //! Every error names the file, the key and the problem (and the line when the parser knows
 //! it). Secrets are wrapped in [`Secret`], whose `Debug` never shows them. Nothing here
-//! touches the network or a database.
+//! touches the network or a database; the one file it reads besides proxy.toml is
+//! `[auth] jwks_ca_file`, so that a bad one is an error naming its key.
 
 mod duration;
 mod raw;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
+use rustls::pki_types::CertificateDer;
 use tokio_postgres::Config as PgConfig;
 
 pub use duration::{format_duration, parse_duration, HumanDuration};
@@ -113,7 +115,13 @@ pub struct AuthConfig {
     pub algorithms: Vec<Algorithm>,
     pub jwks_url: Option<String>,
     pub jwks_file: Option<PathBuf>,
+    /// Extra roots trusted for an `https://` jwks_url, read from this PEM file.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// The certificates of `jwks_ca_file`, each checked to be a usable trust anchor.
+    pub jwks_ca_certs: Vec<CertificateDer<'static>>,
     pub jwks_refresh_interval: Duration,
+    /// Unknown kids may cause a few key set fetches at once (`auth::refetch_budget`);
+    /// one more is allowed per this period. Zero: no limit.
     pub jwks_refetch_cooldown: Duration,
     pub hs256_secret: Option<Secret>,
     pub tenant_claim: String,
@@ -440,6 +448,67 @@ mod tests {
             assert!(err.message.contains(fragment), "{text}: {err}");
             assert!(err.to_string().starts_with("proxy.toml"), "{err}");
         }
+    }
+
+    #[test]
+    fn jwks_ca_file_is_read_checked_and_shown() {
+        let dir = std::env::temp_dir().join(format!("tenant-edge-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::new())
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let good = write("ca.pem", &ca.pem());
+        let not_pem = write("not.pem", "hello\n");
+        let not_base64 = write(
+            "bad64.pem",
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        );
+        let not_a_certificate = write(
+            "junk.pem",
+            "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+        );
+        let missing = dir.join("missing.pem").display().to_string();
+        let with_ca = |path: &str| {
+            format!("[auth]\njwks_url = \"https://idp.example/jwks\"\njwks_ca_file = \"{path}\"\n")
+        };
+        for (path, fragment) in [
+            (&missing, "cannot read"),
+            (&not_pem, "holds no PEM certificate"),
+            (&not_base64, "certificate 1"),
+            (&not_a_certificate, "not a usable CA certificate"),
+        ] {
+            let err = parse_err(&with_ca(path));
+            assert_eq!(err.key.as_deref(), Some("auth.jwks_ca_file"), "{err}");
+            assert!(err.message.contains(fragment), "{err}");
+            assert!(err.message.contains(path.as_str()), "{err}");
+            assert!(err.to_string().starts_with("proxy.toml"), "{err}");
+        }
+        let config = from_str(&with_ca(&good), Path::new("p.toml"), &no_env).unwrap();
+        assert_eq!(config.auth.jwks_ca_certs.len(), 1);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let rendered = config.render_effective();
+        assert!(
+            rendered.contains(&format!("\njwks_ca_file = \"{good}\"\n")),
+            "{rendered}"
+        );
+        // Without an https:// jwks_url the file cannot be used: a warning says so.
+        let unused = format!("[auth]\njwks_ca_file = \"{good}\"\n");
+        let config = from_str(&unused, Path::new("p.toml"), &no_env).unwrap();
+        assert!(
+            config
+                .warnings
+                .iter()
+                .any(|w| w.contains("auth.jwks_ca_file")),
+            "{:?}",
+            config.warnings
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -72,6 +72,7 @@ impl Config {
                 algorithms: a.algorithms.iter().map(|x| algorithm_name(*x)).collect(),
                 jwks_url: a.jwks_url.clone().unwrap_or_default(),
                 jwks_file: path(a.jwks_file.as_deref()),
+                jwks_ca_file: path(a.jwks_ca_file.as_deref()),
                 jwks_refresh_interval: HumanDuration(a.jwks_refresh_interval),
                 jwks_refetch_cooldown: HumanDuration(a.jwks_refetch_cooldown),
                 hs256_secret: redacted(&a.hs256_secret),

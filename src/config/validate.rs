@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use super::raw::{RawAdmin, RawAuth, RawCatalog, RawConfig, RawLog, RawServer, RawTenants};
 use super::{
@@ -233,6 +235,11 @@ fn auth(a: RawAuth, keys: &Keys) -> Result<AuthConfig, ConfigError> {
             "set either auth.jwks_url or auth.jwks_file, not both",
         ));
     }
+    let jwks_ca_file = (!a.jwks_ca_file.is_empty()).then(|| PathBuf::from(&a.jwks_ca_file));
+    let jwks_ca_certs = match &jwks_ca_file {
+        Some(path) => ca_certificates(path).map_err(|m| keys.bad("auth.jwks_ca_file", m))?,
+        None => Vec::new(),
+    };
     let hs256_secret = (!a.hs256_secret.is_empty()).then(|| Secret::new(&a.hs256_secret));
     if algorithms.iter().any(|alg| is_hmac(*alg)) && hs256_secret.is_none() {
         return Err(keys.bad(
@@ -249,6 +256,8 @@ fn auth(a: RawAuth, keys: &Keys) -> Result<AuthConfig, ConfigError> {
         algorithms,
         jwks_url,
         jwks_file,
+        jwks_ca_file,
+        jwks_ca_certs,
         jwks_refresh_interval: keys
             .nonzero("auth.jwks_refresh_interval", a.jwks_refresh_interval)?,
         jwks_refetch_cooldown: a.jwks_refetch_cooldown.0,
@@ -257,6 +266,31 @@ fn auth(a: RawAuth, keys: &Keys) -> Result<AuthConfig, ConfigError> {
         leeway: a.leeway.0,
         token_cache_capacity: a.token_cache_capacity as usize,
     })
+}
+
+/// The certificates of a PEM bundle, each a usable trust anchor; at least one.
+fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|err| format!("cannot read {shown}: {err}"))?;
+    let mut certificates = Vec::new();
+    for (position, item) in CertificateDer::pem_slice_iter(&bytes).enumerate() {
+        let certificate =
+            item.map_err(|err| format!("{shown}: certificate {}: {err}", position + 1))?;
+        let mut check = rustls::RootCertStore::empty();
+        check.add(certificate.clone()).map_err(|err| {
+            format!(
+                "{shown}: certificate {} is not a usable CA certificate: {err}",
+                position + 1
+            )
+        })?;
+        certificates.push(certificate);
+    }
+    if certificates.is_empty() {
+        return Err(format!(
+            "{shown} holds no PEM certificate (BEGIN CERTIFICATE)"
+        ));
+    }
+    Ok(certificates)
 }
 
 /// The named algorithms, each once, in the order written.
@@ -353,6 +387,16 @@ impl Config {
         if wants_keys && a.jwks_url.is_none() && a.jwks_file.is_none() {
             warnings.push(
                 "auth.algorithms lists public-key algorithms but neither auth.jwks_url nor auth.jwks_file is set: every such token will be rejected".into(),
+            );
+        }
+        if a.jwks_ca_file.is_some()
+            && !a
+                .jwks_url
+                .as_ref()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            warnings.push(
+                "auth.jwks_ca_file is set but auth.jwks_url is not an https:// URL: the file is not used".into(),
             );
         }
         if self.admin.listen.is_some() && self.admin.token.is_none() {

@@ -31,6 +31,11 @@ pub enum ApiError {
     Route(#[from] RouteError),
     #[error("authentication: {0}")]
     Auth(#[from] AuthError),
+    /// More than one `Authorization` field: which caller is meant is ambiguous, and an
+    /// intermediary may read another one than we would (RFC 9110 5.3: the field is not a
+    /// list, so the request is malformed).
+    #[error("more than one authorization header")]
+    SeveralAuthorizations,
     #[error("body: {0:?}")]
     Body(#[from] BodyError),
     #[error("request body is larger than {limit} bytes")]
@@ -103,6 +108,7 @@ impl ApiError {
             Route(RouteError::BadId { .. } | RouteError::BadDate) => StatusCode::BAD_REQUEST,
             Auth(err) if err.is_forbidden() => StatusCode::FORBIDDEN,
             Auth(_) => StatusCode::UNAUTHORIZED,
+            SeveralAuthorizations => StatusCode::BAD_REQUEST,
             Body(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyRead => StatusCode::BAD_REQUEST,
@@ -138,6 +144,7 @@ impl ApiError {
             Route(RouteError::BadDate) => "invalid_date",
             Auth(err) if err.is_forbidden() => "forbidden",
             Auth(_) => "unauthorized",
+            SeveralAuthorizations => "several_authorization_headers",
             Body(err) => err.code(),
             PayloadTooLarge { .. } => "payload_too_large",
             BodyRead => "bad_body",
@@ -179,6 +186,7 @@ impl ApiError {
             Route(RouteError::BadDate) => "Bad request, dates must be YYYY-MM-DD".into(),
             Auth(err) if err.is_forbidden() => "Forbidden: the token names no school".into(),
             Auth(_) => "Unauthorized".into(),
+            SeveralAuthorizations => "Bad request, send exactly one Authorization header".into(),
             Body(err) => err.client_message(),
             PayloadTooLarge { limit } => format!("Request body is larger than {limit} bytes"),
             BodyRead => "Bad request, the body could not be read".into(),
@@ -348,6 +356,12 @@ mod tests {
                 400,
                 "ids_do_not_match",
                 "Bad request, IDs do not match",
+            ),
+            (
+                ApiError::SeveralAuthorizations,
+                400,
+                "several_authorization_headers",
+                "Bad request, send exactly one Authorization header",
             ),
             (
                 ApiError::PayloadTooLarge { limit: 10 },

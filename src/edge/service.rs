@@ -231,9 +231,14 @@ fn public_tenant(app: &App, slug: Slug<'_>) -> Result<Arc<Tenant>, ApiError> {
     }
 }
 
-/// The school named by the request's bearer token.
+/// The school named by the request's bearer token. Two `Authorization` fields are refused
+/// rather than one of them chosen: HTTP/1 and HTTP/2 alike keep every field in `headers`.
 async fn authenticated_tenant(app: &App, parts: &Parts) -> Result<Arc<Tenant>, ApiError> {
-    let authorization = parts.headers.get(http::header::AUTHORIZATION);
+    let mut fields = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+    let authorization = fields.next();
+    if fields.next().is_some() {
+        return Err(ApiError::SeveralAuthorizations);
+    }
     let (principal, lookup) = app
         .auth
         .load()

@@ -77,6 +77,9 @@ pub struct DayInput {
 pub enum BodyError {
     #[error("malformed json body")]
     MalformedJson,
+    /// JSON text is UTF-8 (RFC 8259 8.1), even inside a field this API ignores.
+    #[error("request body is not utf-8")]
+    NotUtf8,
     #[error("request body is not a json object")]
     NotAnObject,
     #[error("missing field {field}")]
@@ -111,6 +114,7 @@ impl BodyError {
     pub fn code(&self) -> &'static str {
         match self {
             BodyError::MalformedJson => "malformed_json",
+            BodyError::NotUtf8 => "body_not_utf8",
             BodyError::NotAnObject => "body_not_object",
             BodyError::MissingField { .. } => "missing_field",
             BodyError::InvalidField { .. } => "invalid_field",
@@ -124,6 +128,7 @@ impl BodyError {
     pub fn client_message(&self) -> String {
         match self {
             BodyError::MalformedJson => "Malformed JSON body".into(),
+            BodyError::NotUtf8 => "Request body must be UTF-8 encoded JSON".into(),
             BodyError::NotAnObject => "Request body must be a JSON object".into(),
             BodyError::MissingField { field } => format!("Missing field {field}"),
             BodyError::InvalidField { field, expected } => {
@@ -173,20 +178,22 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
 
 /// Decodes the body as a JSON object, mapping every failure to a message of our own.
 fn decode(body: &[u8]) -> Result<RawBody, BodyError> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
+    // serde_json checks UTF-8 only in the strings it keeps: a field it skips could carry
+    // any bytes. One pass over the whole body refuses them all; parsing from `str` then
+    // skips serde_json's own checks.
+    let body = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
+    let first = body.bytes().find(|b| !b.is_ascii_whitespace());
+    if first != Some(b'{') {
         // A derived struct would also accept a JSON array positionally; refuse anything
         // that is not an object, telling valid JSON of another kind from garbage.
-        return Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => BodyError::NotAnObject,
-                Err(_) => BodyError::MalformedJson,
-            },
-        );
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(body) {
+            Ok(_) => BodyError::NotAnObject,
+            Err(_) => BodyError::MalformedJson,
+        });
     }
     // Syntax errors, trailing data and duplicate keys all land here; serde_json's text
     // is dropped because it can quote the input.
-    serde_json::from_slice(body).map_err(|_| BodyError::MalformedJson)
+    serde_json::from_str(body).map_err(|_| BodyError::MalformedJson)
 }
 
 fn require<'v>(value: &'v Option<Value>, field: &'static str) -> Result<&'v Value, BodyError> {

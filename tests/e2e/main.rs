@@ -4,6 +4,7 @@
 mod api;
 mod control;
 mod edge;
+mod identity;
 mod migrate;
 mod pipelining;
 mod process;

@@ -105,6 +105,11 @@ fn error_messages_and_codes() {
             "malformed_json",
         ),
         (
+            BodyError::NotUtf8,
+            "Request body must be UTF-8 encoded JSON",
+            "body_not_utf8",
+        ),
+        (
             BodyError::NotAnObject,
             "Request body must be a JSON object",
             "body_not_object",
@@ -190,11 +195,60 @@ fn malformed_and_non_object_bodies() {
             "{body:?}"
         );
     }
-    // Invalid UTF-8 is malformed, not a panic.
-    assert_eq!(
-        parse_new_week(b"{\"weekOf\":\"\xff\"}"),
-        Err(BodyError::MalformedJson)
-    );
+}
+
+#[test]
+fn bodies_that_are_not_utf8_are_refused_wherever_the_bytes_are() {
+    let valid_week = br#"{"weekOf":"2020-11-16","isPublished":false"#;
+    let valid_day = br#"{"day":"2020-11-16","menuDetails":"Pizza""#;
+    // Each bad sequence inside a field the API ignores, a field it reads, a key, and
+    // outside any string; then a lone continuation byte, an overlong encoding, a UTF-16
+    // surrogate and a truncated sequence.
+    for bad in [
+        &b"\xff"[..],
+        b"\x80",
+        b"\xc0\xaf",
+        b"\xed\xa0\x80",
+        b"\xe2\x82",
+    ] {
+        let mut ignored_field = valid_week.to_vec();
+        ignored_field.extend_from_slice(b",\"note\":\"");
+        ignored_field.extend_from_slice(bad);
+        ignored_field.extend_from_slice(b"\"}");
+        assert_eq!(
+            parse_new_week(&ignored_field),
+            Err(BodyError::NotUtf8),
+            "{bad:?}"
+        );
+        let mut ignored_day = valid_day.to_vec();
+        ignored_day.extend_from_slice(b",\"lunchDays\":[\"");
+        ignored_day.extend_from_slice(bad);
+        ignored_day.extend_from_slice(b"\"]}");
+        assert_eq!(
+            parse_new_day(7, &ignored_day),
+            Err(BodyError::NotUtf8),
+            "{bad:?}"
+        );
+        let mut read_field = br#"{"day":"2020-11-16","menuDetails":""#.to_vec();
+        read_field.extend_from_slice(bad);
+        read_field.extend_from_slice(b"\"}");
+        assert_eq!(
+            parse_new_day(7, &read_field),
+            Err(BodyError::NotUtf8),
+            "{bad:?}"
+        );
+        let mut key = b"{\"".to_vec();
+        key.extend_from_slice(bad);
+        key.extend_from_slice(b"\":1}");
+        assert_eq!(parse_new_week(&key), Err(BodyError::NotUtf8), "{bad:?}");
+        let mut outside = bad.to_vec();
+        outside.extend_from_slice(b"{}");
+        assert_eq!(parse_new_week(&outside), Err(BodyError::NotUtf8), "{bad:?}");
+    }
+    // The same bodies with valid text are accepted (the ignored field is skipped).
+    let mut good = valid_week.to_vec();
+    good.extend_from_slice(",\"note\":\"caf\u{e9} \u{1f355}\"}".as_bytes());
+    assert!(parse_new_week(&good).is_ok());
 }
 
 #[test]
