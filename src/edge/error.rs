@@ -285,15 +285,17 @@ struct ErrorBody<'a> {
     request_id: &'a str,
 }
 
-/// Failures of the database rather than of the query: the connection is gone, the
-/// server is shutting down or refuses connections, or the statement timed out.
+/// Failures of the database rather than of the query: the connection is gone (closed, or
+/// its socket failed), the server is shutting down or refuses connections, or the
+/// statement timed out. A row the handler cannot decode (a column of another type, say)
+/// is none of these: it is the program's error, a 500.
 fn is_unavailable(err: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     if err.is_closed() {
         return true;
     }
     match err.code() {
-        None => err.as_db_error().is_none(),
+        None => std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>()),
         Some(code) => {
             code == &SqlState::QUERY_CANCELED
                 || code == &SqlState::ADMIN_SHUTDOWN
