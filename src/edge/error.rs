@@ -37,6 +37,10 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("reading the request body failed")]
     BodyRead,
+    /// The client stopped sending its body before request_timeout: its fault, not the
+    /// database's (a 504 would say the server was slow).
+    #[error("the request body did not arrive within request_timeout")]
+    BodyTimeout,
     #[error("school not found")]
     SchoolNotFound,
     #[error("school {0} is not in the catalog")]
@@ -106,6 +110,7 @@ impl ApiError {
             Body(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyRead => StatusCode::BAD_REQUEST,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             SchoolNotFound | WeekNotFound(_) | NoPublishedWeek(_) => StatusCode::NOT_FOUND,
             SchoolNotInCatalog(_) | SchoolSuspended(_) => StatusCode::FORBIDDEN,
             SchoolProvisioning(_) | Unavailable(_) | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -141,6 +146,7 @@ impl ApiError {
             Body(err) => err.code(),
             PayloadTooLarge { .. } => "payload_too_large",
             BodyRead => "bad_body",
+            BodyTimeout => "body_timeout",
             SchoolNotInCatalog(_) => "school_not_in_catalog",
             SchoolSuspended(_) => "school_suspended",
             SchoolProvisioning(_) => "school_provisioning",
@@ -182,6 +188,7 @@ impl ApiError {
             Body(err) => err.client_message(),
             PayloadTooLarge { limit } => format!("Request body is larger than {limit} bytes"),
             BodyRead => "Bad request, the body could not be read".into(),
+            BodyTimeout => "The request body did not arrive in time".into(),
             SchoolNotInCatalog(_) => "Forbidden: your school is not served here".into(),
             SchoolSuspended(_) => "Forbidden: your school is suspended".into(),
             SchoolProvisioning(_) => {
@@ -315,6 +322,12 @@ mod tests {
     #[test]
     fn statuses_codes_and_messages() {
         let cases: Vec<(ApiError, u16, &str, &str)> = vec![
+            (
+                ApiError::BodyTimeout,
+                408,
+                "body_timeout",
+                "The request body did not arrive in time",
+            ),
             (
                 ApiError::Route(RouteError::NotFound),
                 404,
