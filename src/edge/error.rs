@@ -42,6 +42,10 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("reading the request body failed")]
     BodyRead,
+    /// The client stopped sending its body before request_timeout: its fault, not the
+    /// database's (a 504 would say the server was slow).
+    #[error("the request body did not arrive within request_timeout")]
+    BodyTimeout,
     #[error("school not found")]
     SchoolNotFound,
     #[error("school {0} is not in the catalog")]
@@ -112,6 +116,7 @@ impl ApiError {
             Body(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyRead => StatusCode::BAD_REQUEST,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             SchoolNotFound | WeekNotFound(_) | NoPublishedWeek(_) => StatusCode::NOT_FOUND,
             SchoolNotInCatalog(_) | SchoolSuspended(_) => StatusCode::FORBIDDEN,
             SchoolProvisioning(_) | Unavailable(_) | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -148,6 +153,7 @@ impl ApiError {
             Body(err) => err.code(),
             PayloadTooLarge { .. } => "payload_too_large",
             BodyRead => "bad_body",
+            BodyTimeout => "body_timeout",
             SchoolNotInCatalog(_) => "school_not_in_catalog",
             SchoolSuspended(_) => "school_suspended",
             SchoolProvisioning(_) => "school_provisioning",
@@ -190,6 +196,7 @@ impl ApiError {
             Body(err) => err.client_message(),
             PayloadTooLarge { limit } => format!("Request body is larger than {limit} bytes"),
             BodyRead => "Bad request, the body could not be read".into(),
+            BodyTimeout => "The request body did not arrive in time".into(),
             SchoolNotInCatalog(_) => "Forbidden: your school is not served here".into(),
             SchoolSuspended(_) => "Forbidden: your school is suspended".into(),
             SchoolProvisioning(_) => {
@@ -293,15 +300,17 @@ struct ErrorBody<'a> {
     request_id: &'a str,
 }
 
-/// Failures of the database rather than of the query: the connection is gone, the
-/// server is shutting down or refuses connections, or the statement timed out.
+/// Failures of the database rather than of the query: the connection is gone (closed, or
+/// its socket failed), the server is shutting down or refuses connections, or the
+/// statement timed out. A row the handler cannot decode (a column of another type, say)
+/// is none of these: it is the program's error, a 500.
 fn is_unavailable(err: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     if err.is_closed() {
         return true;
     }
     match err.code() {
-        None => err.as_db_error().is_none(),
+        None => std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>()),
         Some(code) => {
             code == &SqlState::QUERY_CANCELED
                 || code == &SqlState::ADMIN_SHUTDOWN
@@ -321,6 +330,12 @@ mod tests {
     #[test]
     fn statuses_codes_and_messages() {
         let cases: Vec<(ApiError, u16, &str, &str)> = vec![
+            (
+                ApiError::BodyTimeout,
+                408,
+                "body_timeout",
+                "The request body did not arrive in time",
+            ),
             (
                 ApiError::Route(RouteError::NotFound),
                 404,

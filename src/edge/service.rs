@@ -204,7 +204,10 @@ async fn serve_api(
     *school = Some(tenant.clone());
     // Bodies are read and validated before a connection is taken, so a slow client never
     // holds one of its school's connections.
-    let input = read_input(app, route, parts, body).await?;
+    let input = match tokio::time::timeout_at(deadline, read_input(app, route, parts, body)).await {
+        Ok(input) => input?,
+        Err(_) => return Err(ApiError::BodyTimeout),
+    };
     let reply = run_in_time(&tenant, route, input, deadline).await?;
     Ok(match reply {
         Reply::Json(body) => with_etag(&parts.headers, body),

@@ -79,12 +79,22 @@ impl Lane {
 
     /// `latest_ms`: the school's latest progress on any lane.
     fn is_stalled(&self, now_ms: u64, latest_ms: u64) -> bool {
-        let progress = self.progress_ms.load(Ordering::Relaxed);
-        let idle_for = now_ms.saturating_sub(progress);
-        self.requests() > 0
-            && (idle_for >= STUCK_MS
-                || (idle_for >= LAGGING_MS && latest_ms.saturating_sub(progress) >= LAGGING_MS))
+        is_stalled(
+            self.requests(),
+            self.progress_ms.load(Ordering::Relaxed),
+            now_ms,
+            latest_ms,
+        )
     }
+}
+
+/// The stall rule of [`LAGGING_MS`] for a lane carrying `requests` whose last progress was
+/// at `progress_ms`, when the school's latest progress on any lane is `latest_ms`.
+fn is_stalled(requests: u32, progress_ms: u64, now_ms: u64, latest_ms: u64) -> bool {
+    let idle_for = now_ms.saturating_sub(progress_ms);
+    requests > 0
+        && (idle_for >= STUCK_MS
+            || (idle_for >= LAGGING_MS && latest_ms.saturating_sub(progress_ms) >= LAGGING_MS))
 }
 
 /// How a school's lanes are sized.
@@ -173,13 +183,137 @@ enum Placement {
 }
 
 /// Where the connection of a new lane comes from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Funding {
     /// A budget connection that is free beyond those this school is opening already.
     FreeBudget,
     /// Closing an idle connection of another school: nothing of this school has room and
     /// nothing is opening (one such opening at a time).
     Eviction,
+}
+
+/// What [`LaneSet::decide`] reads of one lane.
+#[derive(Debug, Clone, Copy)]
+struct LaneView {
+    /// Requests on it, plus the [`RETIRED`] bit.
+    load: u32,
+    /// Its connection's task runs on the requesting worker thread.
+    local: bool,
+    /// Busy with room and stalled ([`is_stalled`]); false for any other lane.
+    stalled: bool,
+}
+
+/// One pass over a school's lanes: the candidates of each kind (indices into the lanes).
+#[derive(Debug, Default)]
+struct Scan {
+    /// The first idle lane of this worker (the scan stops there).
+    idle: Option<usize>,
+    /// The first idle lane of another worker.
+    idle_elsewhere: Option<usize>,
+    /// The least loaded (index, load) lanes with room: of this worker making progress, of
+    /// another worker making progress, and stalled.
+    healthy: Option<(usize, u32)>,
+    healthy_elsewhere: Option<(usize, u32)>,
+    stalled: Option<(usize, u32)>,
+    /// Lanes of this worker that are not retired.
+    local_lanes: u32,
+}
+
+impl Scan {
+    fn of(views: impl Iterator<Item = LaneView>, depth: u32) -> Scan {
+        let mut scan = Scan::default();
+        for (index, view) in views.enumerate() {
+            let load = view.load;
+            if load & RETIRED != 0 {
+                continue;
+            }
+            scan.local_lanes += u32::from(view.local);
+            if load >= depth {
+                continue;
+            }
+            if load == 0 {
+                if view.local {
+                    scan.idle = Some(index);
+                    break;
+                }
+                scan.idle_elsewhere.get_or_insert(index);
+                continue;
+            }
+            let slot = if view.stalled {
+                &mut scan.stalled
+            } else if view.local {
+                &mut scan.healthy
+            } else {
+                &mut scan.healthy_elsewhere
+            };
+            if slot.is_none_or(|(_, best)| load < best) {
+                *slot = Some((index, load));
+            }
+        }
+        scan
+    }
+}
+
+/// The school-wide counts [`place`] weighs besides the lanes.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    /// Lanes in the set (retired ones still there included).
+    lanes: u32,
+    /// Lanes being opened, by any worker and by this one.
+    opening: u32,
+    opening_here: u32,
+    /// Free connections of the budget across schools.
+    budget_free: u32,
+    /// The request runs on a worker thread (else every lane is local).
+    on_worker: bool,
+}
+
+/// [`Placement`] by lane index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choice {
+    Join(usize, bool),
+    Open(Funding),
+    Wait,
+}
+
+/// Steps 2 to 7 of [`LaneSet::decide`] (step 1, an idle lane of this worker, is
+/// `scan.idle`).
+fn place(scan: &Scan, limits: &LaneLimits, counts: Counts) -> Choice {
+    if let Some(index) = scan.idle {
+        return Choice::Join(index, true);
+    }
+    let healthy_room =
+        scan.healthy.is_some() || scan.idle_elsewhere.is_some() || scan.healthy_elsewhere.is_some();
+    let any_room = healthy_room || scan.stalled.is_some();
+    let opening = counts.opening;
+    // Beyond its share only when no lane anywhere has room and makes progress.
+    let within_share = !counts.on_worker
+        || scan.local_lanes + counts.opening_here < limits.share()
+        || !healthy_room;
+    if counts.lanes + opening < limits.max_lanes && within_share {
+        if opening < counts.budget_free {
+            return Choice::Open(Funding::FreeBudget);
+        }
+        if opening == 0 && !any_room {
+            return Choice::Open(Funding::Eviction);
+        }
+    }
+    if let Some((index, _)) = scan.healthy {
+        return Choice::Join(index, false);
+    }
+    if let Some(index) = scan.idle_elsewhere {
+        return Choice::Join(index, true);
+    }
+    if let Some((index, _)) = scan.healthy_elsewhere {
+        return Choice::Join(index, false);
+    }
+    if opening > 0 {
+        return Choice::Wait;
+    }
+    match scan.stalled {
+        Some((index, _)) => Choice::Join(index, false),
+        None => Choice::Wait,
+    }
 }
 
 /// A request's place on a lane; leaving it (drop) frees the place.
@@ -347,76 +481,31 @@ impl LaneSet {
         let depth = self.limits.depth;
         let here = super::worker::current();
         let latest = self.progress_ms.load(Ordering::Relaxed);
-        let mut idle = None;
-        let mut idle_elsewhere = None;
-        let mut healthy: Option<(&Arc<Lane>, u32)> = None;
-        let mut healthy_elsewhere: Option<(&Arc<Lane>, u32)> = None;
-        let mut stalled: Option<(&Arc<Lane>, u32)> = None;
-        let mut local_lanes = 0;
-        for lane in lanes.iter() {
+        let views = lanes.iter().map(|lane| {
             let load = lane.load.load(Ordering::SeqCst);
-            // Off the workers (tests, the control path) every lane counts as local.
-            let local = here.is_none() || lane.connection.home == here;
-            if load & RETIRED != 0 {
-                continue;
+            let busy_with_room = load & RETIRED == 0 && load > 0 && load < depth;
+            LaneView {
+                load,
+                // Off the workers (tests, the control path) every lane counts as local.
+                local: here.is_none() || lane.connection.home == here,
+                stalled: busy_with_room && lane.is_stalled(now, latest),
             }
-            local_lanes += u32::from(local);
-            if load >= depth {
-                continue;
-            }
-            if load == 0 {
-                if local {
-                    idle = Some(lane);
-                    break;
-                }
-                idle_elsewhere.get_or_insert(lane);
-                continue;
-            }
-            let slot = if lane.is_stalled(now, latest) {
-                &mut stalled
-            } else if local {
-                &mut healthy
-            } else {
-                &mut healthy_elsewhere
-            };
-            if slot.is_none_or(|(_, best)| load < best) {
-                *slot = Some((lane, load));
-            }
+        });
+        let scan = Scan::of(views, depth);
+        if let Some(index) = scan.idle {
+            return Placement::Join(lanes[index].clone(), true);
         }
-        if let Some(lane) = idle {
-            return Placement::Join(lane.clone(), true);
-        }
-        let opening = self.opening.load(Ordering::SeqCst);
-        let healthy_room =
-            healthy.is_some() || idle_elsewhere.is_some() || healthy_elsewhere.is_some();
-        let any_room = healthy_room || stalled.is_some();
-        // Beyond its share only when no lane anywhere has room and makes progress.
-        let opening_here = self.opening_by_worker[self.worker_slot()].load(Ordering::SeqCst);
-        let within_share =
-            here.is_none() || local_lanes + opening_here < self.limits.share() || !healthy_room;
-        if (lanes.len() as u32) + opening < self.limits.max_lanes && within_share {
-            if opening < self.budget.free() {
-                return Placement::Open(Funding::FreeBudget);
-            }
-            if opening == 0 && !any_room {
-                return Placement::Open(Funding::Eviction);
-            }
-        }
-        if let Some((lane, _)) = healthy {
-            return Placement::Join(lane.clone(), false);
-        }
-        if let Some(lane) = idle_elsewhere {
-            return Placement::Join(lane.clone(), true);
-        }
-        if let Some((lane, _)) = healthy_elsewhere {
-            return Placement::Join(lane.clone(), false);
-        }
-        if opening > 0 {
-            return Placement::Wait;
-        }
-        match stalled {
-            Some((lane, _)) => Placement::Join(lane.clone(), false),
-            None => Placement::Wait,
+        let counts = Counts {
+            lanes: lanes.len() as u32,
+            opening: self.opening.load(Ordering::SeqCst),
+            opening_here: self.opening_by_worker[self.worker_slot()].load(Ordering::SeqCst),
+            budget_free: self.budget.free(),
+            on_worker: here.is_some(),
+        };
+        match place(&scan, &self.limits, counts) {
+            Choice::Join(index, idle) => Placement::Join(lanes[index].clone(), idle),
+            Choice::Open(funding) => Placement::Open(funding),
+            Choice::Wait => Placement::Wait,
         }
     }
 
@@ -612,4 +701,209 @@ fn spawn_idle_sweep(set: Weak<LaneSet>, idle_for: Duration) {
             set.retire_idle(idle_for);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: LaneLimits = LaneLimits {
+        max_lanes: 4,
+        depth: 8,
+        acquire_timeout: Duration::from_secs(1),
+        workers: 2,
+    };
+
+    fn lane(load: u32, local: bool, stalled: bool) -> LaneView {
+        LaneView {
+            load,
+            local,
+            stalled,
+        }
+    }
+
+    /// Counts of a request on a worker thread with `lanes` open, nothing opening and
+    /// `budget_free` free connections.
+    fn counts(lanes: usize, budget_free: u32) -> Counts {
+        Counts {
+            lanes: lanes as u32,
+            opening: 0,
+            opening_here: 0,
+            budget_free,
+            on_worker: true,
+        }
+    }
+
+    fn choose(lanes: &[LaneView], counts: Counts) -> Choice {
+        place(
+            &Scan::of(lanes.iter().copied(), LIMITS.depth),
+            &LIMITS,
+            counts,
+        )
+    }
+
+    #[test]
+    fn an_idle_lane_of_this_worker_comes_first() {
+        let lanes = [
+            lane(3, true, false),
+            lane(0, false, false),
+            lane(0, true, false),
+        ];
+        assert_eq!(choose(&lanes, counts(3, 10)), Choice::Join(2, true));
+        // Retired (even with no request) is never joined.
+        let lanes = [lane(RETIRED, true, false), lane(1, true, false)];
+        assert_eq!(choose(&lanes, counts(2, 0)), Choice::Join(1, false));
+    }
+
+    #[test]
+    fn a_new_lane_opens_within_the_share_while_the_budget_has_room() {
+        // One busy local lane, share of 2 (4 lanes over 2 workers): open another.
+        let lanes = [lane(1, true, false)];
+        assert_eq!(
+            choose(&lanes, counts(1, 5)),
+            Choice::Open(Funding::FreeBudget)
+        );
+        // The worker has its share (2 local lanes): pipeline on the least loaded.
+        let lanes = [lane(3, true, false), lane(2, true, false)];
+        assert_eq!(choose(&lanes, counts(2, 5)), Choice::Join(1, false));
+        // A lane already opening by this worker counts toward its share.
+        let lanes = [lane(3, true, false)];
+        let opening = Counts {
+            opening: 1,
+            opening_here: 1,
+            ..counts(1, 5)
+        };
+        assert_eq!(choose(&lanes, opening), Choice::Join(0, false));
+        // Off the workers there is no share: only max_lanes and the budget.
+        let lanes = [
+            lane(3, true, false),
+            lane(2, true, false),
+            lane(1, true, false),
+        ];
+        let off = Counts {
+            on_worker: false,
+            ..counts(3, 5)
+        };
+        assert_eq!(choose(&lanes, off), Choice::Open(Funding::FreeBudget));
+    }
+
+    #[test]
+    fn beyond_the_share_only_when_no_lane_with_room_makes_progress() {
+        // Both local lanes stalled: the share no longer holds the worker back.
+        let lanes = [lane(3, true, true), lane(2, true, true)];
+        assert_eq!(
+            choose(&lanes, counts(2, 5)),
+            Choice::Open(Funding::FreeBudget)
+        );
+    }
+
+    #[test]
+    fn max_lanes_caps_opening() {
+        let lanes = [
+            lane(3, true, false),
+            lane(2, false, false),
+            lane(5, false, false),
+            lane(2, true, false),
+        ];
+        assert_eq!(choose(&lanes, counts(4, 10)), Choice::Join(3, false));
+        // Lanes being opened count against the cap too.
+        let lanes = [lane(3, true, false)];
+        let opening = Counts {
+            opening: 3,
+            ..counts(1, 10)
+        };
+        assert_eq!(choose(&lanes, opening), Choice::Join(0, false));
+    }
+
+    #[test]
+    fn with_the_budget_spent_a_school_pipelines_and_evicts_only_without_room() {
+        // A lane with room, no free connection: pipeline on it, even a stalled one.
+        let lanes = [lane(1, true, false)];
+        assert_eq!(choose(&lanes, counts(1, 0)), Choice::Join(0, false));
+        let lanes = [lane(1, true, true)];
+        assert_eq!(choose(&lanes, counts(1, 0)), Choice::Join(0, false));
+        // No lane at all (or every lane full) and nothing opening: evict another school's.
+        assert_eq!(choose(&[], counts(0, 0)), Choice::Open(Funding::Eviction));
+        let full = [lane(LIMITS.depth, true, false)];
+        assert_eq!(choose(&full, counts(1, 0)), Choice::Open(Funding::Eviction));
+        // One eviction at a time: with one opening, wait for it.
+        let opening = Counts {
+            opening: 1,
+            opening_here: 1,
+            ..counts(1, 0)
+        };
+        assert_eq!(choose(&full, opening), Choice::Wait);
+        // A burst never opens more lanes than there are free connections.
+        let opening = Counts {
+            opening: 2,
+            ..counts(0, 2)
+        };
+        assert_eq!(choose(&[], opening), Choice::Wait);
+    }
+
+    #[test]
+    fn the_order_after_this_workers_lanes() {
+        let busy_local = lane(4, true, false);
+        let busy_elsewhere = lane(2, false, false);
+        let idle_elsewhere = lane(0, false, false);
+        let stalled = lane(1, true, true);
+        let at_share = counts(2, 0);
+        // Own healthy lane before another worker's idle one.
+        let lanes = [idle_elsewhere, busy_local, stalled];
+        assert_eq!(choose(&lanes, at_share), Choice::Join(1, false));
+        // Then another worker's idle lane, before its busy one.
+        let lanes = [busy_elsewhere, stalled, idle_elsewhere];
+        assert_eq!(choose(&lanes, at_share), Choice::Join(2, true));
+        // Then the least loaded healthy lane of another worker.
+        let lanes = [lane(5, false, false), stalled, busy_elsewhere];
+        assert_eq!(choose(&lanes, at_share), Choice::Join(2, false));
+        // A stalled lane only when nothing better can come: not while a lane opens.
+        let lanes = [stalled, lane(2, true, true)];
+        let opening = Counts {
+            opening: 1,
+            ..counts(2, 0)
+        };
+        assert_eq!(choose(&lanes, opening), Choice::Wait);
+        // Else the least loaded stalled lane.
+        assert_eq!(choose(&lanes, counts(2, 0)), Choice::Join(0, false));
+        // Every lane full: wait.
+        let full = [lane(8, true, false), lane(9, false, true)];
+        let opening = Counts {
+            opening: 1,
+            ..counts(2, 0)
+        };
+        assert_eq!(choose(&full, opening), Choice::Wait);
+    }
+
+    #[test]
+    fn the_least_loaded_lane_of_a_kind_is_chosen() {
+        let lanes = [
+            lane(5, true, false),
+            lane(2, true, false),
+            lane(3, true, false),
+        ];
+        assert_eq!(choose(&lanes, counts(3, 0)), Choice::Join(1, false));
+    }
+
+    #[test]
+    fn stalled_is_stuck_or_lagging_behind_the_school() {
+        // No request on it: never stalled, however long it sat.
+        assert!(!is_stalled(0, 0, 10_000, 0));
+        // Busy, no progress for STUCK_MS: stalled even when no other lane moved.
+        assert!(is_stalled(1, 1_000, 1_000 + STUCK_MS, 1_000));
+        assert!(!is_stalled(1, 1_000, 1_000 + STUCK_MS - 1, 1_000));
+        // Busy for LAGGING_MS while another lane of the school progressed since: stalled.
+        assert!(is_stalled(1, 1_000, 1_000 + LAGGING_MS, 1_000 + LAGGING_MS));
+        // Busy for as long, but nothing else progressed (a descheduled thread): not yet.
+        assert!(!is_stalled(
+            1,
+            1_000,
+            1_000 + LAGGING_MS,
+            1_000 + LAGGING_MS - 1
+        ));
+        // Not busy long enough, however far ahead the school is.
+        assert!(!is_stalled(1, 1_000, 1_000 + LAGGING_MS - 1, 1_000 + 50));
+        // Clocks read out of order never underflow.
+        assert!(!is_stalled(1, 2_000, 1_000, 500));
+    }
 }

@@ -29,6 +29,47 @@ async fn backends(admin: &tokio_postgres::Client, database: &str) -> i64 {
         .get(0)
 }
 
+/// The `pool_*` gauge `family` of `school` on the admin listener's /metrics (0 when the
+/// series is absent).
+async fn pool_gauge(server: &TestServer, family: &str, school: &str) -> f64 {
+    let admin = server.admin.clone().expect("admin listener");
+    let (status, _, body) = server
+        .request_to(&admin, Method::GET, "/metrics", &[], None)
+        .await;
+    assert_eq!(status, 200);
+    let series = format!("{family}{{school=\"{school}\"}} ");
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Holds `ACCESS EXCLUSIVE` on `lunch_week` of `database` until committed: every API
+/// query of that school waits, so its requests stay on their connections.
+async fn lock_table(database: &str) -> tokio_postgres::Client {
+    let client = connect(database).await;
+    client
+        .batch_execute("begin; lock table lunch_week in access exclusive mode")
+        .await
+        .unwrap();
+    client
+}
+
+/// Backend pids of tenant-edge's connections to `database`.
+async fn tenant_edge_pids(admin: &tokio_postgres::Client, database: &str) -> Vec<i32> {
+    admin
+        .query(
+            "select pid from pg_stat_activity where datname = $1 and application_name = 'tenant-edge'",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 #[tokio::test]
 async fn concurrent_requests_share_connections_and_schools_stay_apart() {
     let server = TestServer::start("[tenants]\npool_max_size = 2\npipeline_depth = 16\n").await;
@@ -101,6 +142,36 @@ async fn concurrent_requests_share_connections_and_schools_stay_apart() {
         let count = backends(&admin, database).await;
         assert!((1..=2).contains(&count), "{database}: {count} connections");
     }
+
+    // Pipelined, not queued: with the school's table locked, 20 requests are on its
+    // connections at once (pool_requests), more than there are connections; a plain pool
+    // would hold all but two of them waiting for a connection (pool_waiting).
+    let lock = lock_table(&schools[0]).await;
+    let held =
+        join_all((0..20).map(|_| server.call(&tokens[0], Method::GET, "/api/lunch-week", None)));
+    let observed = async {
+        wait_for(
+            "20 requests on the connections",
+            Duration::from_secs(10),
+            || async {
+                (pool_gauge(server, "pool_requests", &schools[0]).await == 20.0).then_some(())
+            },
+        )
+        .await;
+        let connections = pool_gauge(server, "pool_connections", &schools[0]).await;
+        let waiting = pool_gauge(server, "pool_waiting", &schools[0]).await;
+        lock.batch_execute("commit").await.unwrap();
+        (connections, waiting)
+    };
+    let (answers, (connections, waiting)) = tokio::join!(held, observed);
+    assert!(
+        (1.0..=2.0).contains(&connections),
+        "{connections} connections"
+    );
+    assert_eq!(waiting, 0.0);
+    for (status, body) in answers {
+        assert_eq!(status, 200, "{body}");
+    }
 }
 
 #[tokio::test]
@@ -164,23 +235,41 @@ async fn idle_connections_close_after_idle_timeout() {
     let school = server.scratch.db("idle");
     server.add_schools(&[&school]).await;
     let token = hs256(&claims(&school));
-    let reads = (0..8).map(|_| server.call(&token, Method::GET, "/api/lunch-week", None));
-    for (status, _) in join_all(reads).await {
-        assert_eq!(status, 200);
-    }
     let admin = connect("postgres").await;
-    assert!(backends(&admin, &school).await >= 1);
+    // The school's connections, seen right after a request (which makes them fresh: a
+    // look that comes too late on a loaded machine just tries again).
+    let (opened, last_request) = wait_for(
+        "the school's connections after a request",
+        Duration::from_secs(10),
+        || async {
+            let reads = (0..8).map(|_| server.call(&token, Method::GET, "/api/lunch-week", None));
+            for (status, _) in join_all(reads).await {
+                assert_eq!(status, 200);
+            }
+            let last_request = std::time::Instant::now();
+            let opened = tenant_edge_pids(&admin, &school).await;
+            (!opened.is_empty()).then_some((opened, last_request))
+        },
+    )
+    .await;
     // Closed by the server, and their budget permits returned.
     wait_for(
         "the idle connections to close",
         Duration::from_secs(10),
         || async {
-            let closed =
-                backends(&admin, &school).await == 0 && server.running().app.budget.in_use() == 0;
+            let now = tenant_edge_pids(&admin, &school).await;
+            let closed = opened.iter().all(|pid| !now.contains(pid))
+                && server.running().app.budget.in_use() == 0;
             closed.then_some(())
         },
     )
     .await;
+    // Not before they were idle for idle_timeout.
+    let closed_after = last_request.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(300),
+        "closed {closed_after:?} after the last request"
+    );
     // And the school is served again, on a new connection.
     assert_eq!(server.weeks_status(&token).await, 200);
     server.stop().await;
@@ -197,16 +286,55 @@ async fn with_the_budget_spent_a_school_pipelines_instead_of_waiting_for_a_conne
     server.add_schools(&[&schools[0], &schools[1]]).await;
     let tokens: Vec<String> = schools.iter().map(|s| hs256(&claims(s))).collect();
 
-    // 24 requests at once to one school: its connections stop growing at the budget and
-    // the rest share them; none waits for a connection that cannot come (503).
-    let burst = (0..24).map(|_| server.call(&tokens[0], Method::GET, "/api/lunch-week", None));
-    for (status, body) in join_all(burst).await {
+    // 24 requests at once to one school, held on their connections by a lock on the row
+    // they update (a row lock, unlike a table lock, lets new connections prepare their
+    // statements): its connections stop growing at the budget and the rest share them;
+    // none waits for a connection that cannot come (503).
+    let week = json!({ "weekOf": "2021-03-01", "isPublished": true });
+    let (status, created) = server
+        .call(&tokens[0], Method::POST, "/api/lunch-week", Some(week))
+        .await;
+    assert_eq!(status, 200);
+    let id = created["lunchWeekId"].as_i64().unwrap();
+    let admin = connect("postgres").await;
+    let lock = connect(&schools[0]).await;
+    lock.batch_execute(&format!(
+        "begin; select * from lunch_week where lunch_week_id = {id} for update"
+    ))
+    .await
+    .unwrap();
+    let path = format!("/api/lunch-week/{id}");
+    let body = json!({ "lunchWeekId": id, "weekOf": "2021-03-01", "isPublished": false });
+    let burst =
+        join_all((0..24).map(|_| server.call(&tokens[0], Method::PUT, &path, Some(body.clone()))));
+    let spent = async {
+        wait_for(
+            "24 requests on the budget's 3 connections",
+            Duration::from_secs(10),
+            || async {
+                (pool_gauge(&server, "pool_requests", &schools[0]).await == 24.0).then_some(())
+            },
+        )
+        .await;
+        let connections = tenant_edge_pids(&admin, &schools[0]).await.len();
+        lock.batch_execute("commit").await.unwrap();
+        connections
+    };
+    let (answers, connections) = tokio::join!(burst, spent);
+    for (status, body) in answers {
         assert_eq!(status, 200, "{body}");
     }
-    let admin = connect("postgres").await;
-    assert!(backends(&admin, &schools[0]).await <= 3);
+    assert_eq!(connections, 3, "the whole budget, and no more");
+    assert_eq!(server.running().app.budget.in_use(), 3);
     // The other school still gets a connection: an idle one of the first is closed for it.
     assert_eq!(server.weeks_status(&tokens[1]).await, 200);
+    assert_eq!(tenant_edge_pids(&admin, &schools[1]).await.len(), 1);
+    wait_for(
+        "an idle connection of the first school to close",
+        Duration::from_secs(5),
+        || async { (tenant_edge_pids(&admin, &schools[0]).await.len() == 2).then_some(()) },
+    )
+    .await;
     assert!(server.running().app.budget.in_use() <= 3);
     server.stop().await;
 }
@@ -265,7 +393,7 @@ async fn a_request_cancelled_while_its_connection_opens_does_not_block_the_schoo
     let server = TestServer::start(&format!(
         "[server]\nrequest_timeout = \"300ms\"\n\
          [tenants]\nurl = \"postgres://postgres@{}/postgres\"\npool_max_size = 1\n\
-         connect_timeout = \"500ms\"\nacquire_timeout = \"5s\"\n",
+         connect_timeout = \"2s\"\nacquire_timeout = \"5s\"\n",
         relay.address
     ))
     .await;
@@ -276,21 +404,119 @@ async fn a_request_cancelled_while_its_connection_opens_does_not_block_the_schoo
     // The school's first connection hangs in its setup: the request's deadline passes
     // while the connection is being opened, and the request is dropped mid-way.
     relay.hold(true);
+    let started = std::time::Instant::now();
     let (status, body) = server
         .call(&token, Method::GET, "/api/lunch-week", None)
         .await;
     assert_eq!(status, 504, "{body}");
 
-    // The database answers again: the school's next requests open a connection of their
-    // own; they do not wait for the one the cancelled request was opening.
+    // The database answers again. The cancelled request gave its claim on the school's
+    // one lane back, so the school opens a connection again; the abandoned attempt holds
+    // the pool's one slot until it gives up at connect_timeout (2 s), and not longer:
+    // served by then plus slack, not after the next refresh or never.
     relay.hold(false);
     server
         .wait_weeks_status(
             &token,
             200,
             "the school to be served again",
-            Duration::from_secs(10),
+            Duration::from_millis(3_500),
         )
         .await;
+    let recovered = started.elapsed();
+    assert!(
+        recovered < Duration::from_millis(3_500),
+        "served again {recovered:?} after the cancelled request"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_query_over_statement_timeout_is_a_503_within_it() {
+    // request_timeout far beyond statement_timeout: only PostgreSQL's cancel can end the
+    // query this early.
+    let server = TestServer::start(
+        "[server]\nrequest_timeout = \"10s\"\n[tenants]\nstatement_timeout = \"500ms\"\n",
+    )
+    .await;
+    let school = server.scratch.db("slow");
+    server.add_schools(&[&school]).await;
+    let token = hs256(&claims(&school));
+    // A connection of the school is open before the lock, so the request waits on the
+    // lock only (the statements are prepared when a connection opens).
+    assert_eq!(server.weeks_status(&token).await, 200);
+    let lock = lock_table(&school).await;
+    let started = std::time::Instant::now();
+    let auth = format!("Bearer {token}");
+    let (status, headers, body) = server
+        .request(
+            Method::GET,
+            "/api/lunch-week",
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    let took = started.elapsed();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "database_unavailable", "{body}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+    lock.batch_execute("commit").await.unwrap();
+    assert_eq!(server.weeks_status(&token).await, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_every_connection_busy_a_request_gets_503_at_acquire_timeout() {
+    // One connection carrying one request: a second request has nowhere to go.
+    let server = TestServer::start(
+        "[server]\nrequest_timeout = \"10s\"\n\
+         [tenants]\npool_max_size = 1\npipeline_depth = 1\nacquire_timeout = \"500ms\"\nstatement_timeout = \"30s\"\n",
+    )
+    .await;
+    let school = server.scratch.db("busy");
+    server.add_schools(&[&school]).await;
+    let token = hs256(&claims(&school));
+    assert_eq!(server.weeks_status(&token).await, 200);
+    let lock = lock_table(&school).await;
+    let admin = connect("postgres").await;
+    let busy = server.call(&token, Method::GET, "/api/lunch-week", None);
+    let refused = async {
+        wait_for(
+            "the first request to wait on the lock",
+            Duration::from_secs(10),
+            || async { (lock_waiters(&admin, &school).await == 1).then_some(()) },
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let auth = format!("Bearer {token}");
+        let answer = server
+            .request(
+                Method::GET,
+                "/api/lunch-week",
+                &[("authorization", &auth)],
+                None,
+            )
+            .await;
+        let took = started.elapsed();
+        lock.batch_execute("commit").await.unwrap();
+        (answer, took)
+    };
+    let ((status, body), ((second, headers, refusal), took)) = tokio::join!(busy, refused);
+    let refusal: Value = serde_json::from_slice(&refusal).unwrap();
+    assert_eq!(second, 503, "{refusal}");
+    assert_eq!(refusal["code"], "database_unavailable", "{refusal}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+    // The request that held the connection completes once the lock is gone.
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(tenant_edge_pids(&admin, &school).await.len(), 1);
     server.stop().await;
 }
