@@ -37,6 +37,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("reading the request body failed")]
     BodyRead,
+    /// The first catalog snapshot is not loaded yet (a replica that just started).
+    #[error("the catalog is not loaded yet")]
+    CatalogLoading,
     #[error("school not found")]
     SchoolNotFound,
     #[error("school {0} is not in the catalog")]
@@ -108,7 +111,9 @@ impl ApiError {
             BodyRead => StatusCode::BAD_REQUEST,
             SchoolNotFound | WeekNotFound(_) | NoPublishedWeek(_) => StatusCode::NOT_FOUND,
             SchoolNotInCatalog(_) | SchoolSuspended(_) => StatusCode::FORBIDDEN,
-            SchoolProvisioning(_) | Unavailable(_) | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            SchoolProvisioning(_) | Unavailable(_) | Overloaded | CatalogLoading => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Database(err) if is_unavailable(err) => StatusCode::SERVICE_UNAVAILABLE,
             Database(_) | Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -141,6 +146,7 @@ impl ApiError {
             Body(err) => err.code(),
             PayloadTooLarge { .. } => "payload_too_large",
             BodyRead => "bad_body",
+            CatalogLoading => "catalog_loading",
             SchoolNotInCatalog(_) => "school_not_in_catalog",
             SchoolSuspended(_) => "school_suspended",
             SchoolProvisioning(_) => "school_provisioning",
@@ -182,6 +188,7 @@ impl ApiError {
             Body(err) => err.client_message(),
             PayloadTooLarge { limit } => format!("Request body is larger than {limit} bytes"),
             BodyRead => "Bad request, the body could not be read".into(),
+            CatalogLoading => "The server is starting; try again shortly".into(),
             SchoolNotInCatalog(_) => "Forbidden: your school is not served here".into(),
             SchoolSuspended(_) => "Forbidden: your school is suspended".into(),
             SchoolProvisioning(_) => {
@@ -360,6 +367,12 @@ mod tests {
                 403,
                 "school_suspended",
                 "Forbidden: your school is suspended",
+            ),
+            (
+                ApiError::CatalogLoading,
+                503,
+                "catalog_loading",
+                "The server is starting; try again shortly",
             ),
             (
                 ApiError::Timeout,

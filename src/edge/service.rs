@@ -5,6 +5,7 @@
 //! waiting on the control path. Every failure becomes an [`ApiError`] and is turned into
 //! a response in one place ([`ApiError::to_response`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -197,6 +198,11 @@ async fn serve_api(
     deadline: tokio::time::Instant,
     school: &mut Option<Arc<Tenant>>,
 ) -> Result<Response<Body>, ApiError> {
+    // Before the first snapshot every school would look unknown (403 or 404): a replica
+    // that just started says it is not ready yet instead.
+    if !app.catalog_loaded.load(Ordering::Acquire) {
+        return Err(ApiError::CatalogLoading);
+    }
     let tenant = match route {
         Route::PublicWeek { slug, .. } => public_tenant(app, slug)?,
         _ => authenticated_tenant(app, parts).await?,

@@ -1,0 +1,92 @@
+//! Failures around the request path: a replica whose catalog is not loaded yet, HTTP/2
+//! connections left idle, school connections killed under the pool, and the control
+//! loop's supervision.
+
+use std::time::Duration;
+
+use http::Method;
+
+use crate::server::*;
+use crate::support::*;
+
+/// The value of the sample `name` (with its labels, as written) in a /metrics text.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+async fn metrics_text(server: &TestServer) -> String {
+    let admin = server.admin.clone().expect("admin listener");
+    let (status, _, body) = server
+        .request_to(&admin, Method::GET, "/metrics", &[], None)
+        .await;
+    assert_eq!(status, 200);
+    String::from_utf8(body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_answers_503_until_its_catalog_is_loaded() {
+    let first = TestServer::start("").await;
+    let school = first.scratch.db("loading");
+    first.add_schools(&[&school]).await;
+    let slug = school.replace('_', "-");
+
+    // The catalog's schools table is locked by an open transaction: a replica started now
+    // cannot read its first snapshot until the transaction ends.
+    let mut holder = connect(&first.scratch.catalog()).await;
+    let lock = holder.transaction().await.unwrap();
+    lock.batch_execute("lock table schools in access exclusive mode")
+        .await
+        .unwrap();
+
+    let text = config_text(&first.scratch, "");
+    let path = first.scratch.dir.join("replica.toml");
+    let config = tenant_edge::config::from_str(&text, &path, &|_| None).unwrap();
+    let replica = tenant_edge::serve::start(config).await.expect("replica starts");
+    let base = format!("http://{}", replica.address);
+    let admin = connect("postgres").await;
+    wait_for(
+        "the replica to wait on the schools lock",
+        Duration::from_secs(20),
+        || async { (lock_waiters(&admin, &first.scratch.catalog()).await > 0).then_some(()) },
+    )
+    .await;
+
+    let auth = format!("Bearer {}", token_for(&school));
+    let public = format!("/api/lunch-week-public/{slug}/2020-11-16");
+    for (path, headers) in [
+        ("/api/lunch-week", vec![("authorization", auth.as_str())]),
+        (public.as_str(), vec![]),
+    ] {
+        let (status, response_headers, body) = first
+            .request_to(&base, Method::GET, path, &headers, None)
+            .await;
+        let body = parse(&body);
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["code"], "catalog_loading", "{path}: {body}");
+        assert_eq!(response_headers["retry-after"], "1", "{path}");
+    }
+
+    lock.rollback().await.unwrap();
+    wait_for("the replica to load its catalog", Duration::from_secs(20), || async {
+        let (status, _, _) = first
+            .request_to(&base, Method::GET, "/readyz", &[], None)
+            .await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let (status, _, body) = first
+        .request_to(&base, Method::GET, "/api/lunch-week", &[("authorization", &auth)], None)
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = first
+        .request_to(&base, Method::GET, &public, &[], None)
+        .await;
+    // The school is found now; it has no published week.
+    assert_eq!(parse(&body)["code"], "not_published", "{status}");
+
+    replica.shutdown().await;
+    first.stop().await;
+}
