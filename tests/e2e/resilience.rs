@@ -90,3 +90,59 @@ async fn a_replica_answers_503_until_its_catalog_is_loaded() {
     replica.shutdown().await;
     first.stop().await;
 }
+
+/// The server's readiness and `control_loop_restarts_total` follow a supervised control
+/// loop. The real loop has no way to fail on demand (and gets none), so a second
+/// supervisor reports into the running server's state, with a loop that panics once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_metrics_follow_a_supervised_loop_that_panics() {
+    use tenant_edge::control::supervisor::{supervise, Backoff};
+    use tokio_util::sync::CancellationToken;
+
+    let server = TestServer::start("").await;
+    let metrics = metrics_text(&server).await;
+    assert_eq!(sample(&metrics, "control_loop_restarts_total"), Some(0.0), "{metrics}");
+
+    let (_events, receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let stop = CancellationToken::new();
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let backoff = Backoff {
+        first: Duration::from_secs(3),
+        max: Duration::from_secs(3),
+    };
+    let supervisor = tokio::spawn(supervise(
+        server.running().app.clone(),
+        receiver,
+        stop.clone(),
+        backoff,
+        {
+            let runs = runs.clone();
+            move |_events, stop: CancellationToken| {
+                let first = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        panic!("injected control loop failure");
+                    }
+                    stop.cancelled().await;
+                }
+            }
+        },
+    ));
+
+    let body = wait_for("/readyz to report the loop down", Duration::from_secs(10), || async {
+        let (status, _, body) = server.request(Method::GET, "/readyz", &[], None).await;
+        (status == 503).then(|| parse(&body))
+    })
+    .await;
+    assert_eq!(body["reason"], "control loop not running", "{body}");
+    let metrics = metrics_text(&server).await;
+    assert_eq!(sample(&metrics, "control_loop_restarts_total"), Some(1.0), "{metrics}");
+
+    // Started again after the backoff: ready again.
+    server.wait_ready().await;
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    stop.cancel();
+    supervisor.await.unwrap();
+    server.stop().await;
+}

@@ -181,6 +181,12 @@ impl Metrics {
             let _ = writeln!(out, "{name}{{result=\"ok\"}} {ok}");
             let _ = writeln!(out, "{name}{{result=\"error\"}} {error}");
         }
+        counter(
+            out,
+            "control_loop_restarts_total",
+            "Control loops that panicked or returned and were started again.",
+            &self.control_loop_restarts,
+        );
         header(
             out,
             "schools",
