@@ -2,6 +2,8 @@
 //! connections left idle, school connections killed under the pool, and the control
 //! loop's supervision.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
@@ -105,7 +107,7 @@ async fn readyz_and_metrics_follow_a_supervised_loop_that_panics() {
 
     let (_events, receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
     let stop = CancellationToken::new();
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let backoff = Backoff {
         first: Duration::from_secs(3),
         max: Duration::from_secs(3),
@@ -118,7 +120,7 @@ async fn readyz_and_metrics_follow_a_supervised_loop_that_panics() {
         {
             let runs = runs.clone();
             move |_events, stop: CancellationToken| {
-                let first = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                let first = runs.fetch_add(1, Ordering::SeqCst) == 0;
                 async move {
                     if first {
                         panic!("injected control loop failure");
@@ -140,9 +142,86 @@ async fn readyz_and_metrics_follow_a_supervised_loop_that_panics() {
 
     // Started again after the backoff: ready again.
     server.wait_ready().await;
-    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
 
     stop.cancel();
     supervisor.await.unwrap();
+    server.stop().await;
+}
+
+/// An HTTP/2 connection (prior knowledge) to `base`: its request sender, and a task that
+/// ends when the server closes the connection.
+async fn h2_connection(
+    base: &str,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(
+        hyper_util::rt::TokioExecutor::new(),
+    )
+    .handshake(hyper_util::rt::TokioIo::new(stream))
+    .await
+    .expect("HTTP/2 handshake");
+    let ended = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, ended)
+}
+
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    base: &str,
+    path: &str,
+) -> u16 {
+    let request = http::Request::get(format!("{base}{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.expect("HTTP/2 request");
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_keep_alive_timeout() {
+    const IDLE: Duration = Duration::from_secs(1);
+    let server = TestServer::start("[server]\nkeep_alive_timeout = \"1s\"\n").await;
+    let base = server.base.clone();
+    let (mut idle, idle_ended) = h2_connection(&base).await;
+    let (mut busy, busy_ended) = h2_connection(&base).await;
+    assert_eq!(h2_get(&mut idle, &base, "/healthz").await, 200);
+    let used = std::time::Instant::now();
+
+    // The busy connection always has a request in flight or just answered; the idle one
+    // has none after its first.
+    let idle_closed = Arc::new(AtomicBool::new(false));
+    let keep_busy = {
+        let base = base.clone();
+        let idle_closed = idle_closed.clone();
+        tokio::spawn(async move {
+            let mut answered = 0u32;
+            while !idle_closed.load(Ordering::SeqCst) || used.elapsed() < IDLE * 3 {
+                assert_eq!(h2_get(&mut busy, &base, "/healthz").await, 200);
+                answered += 1;
+            }
+            (busy, answered)
+        })
+    };
+    tokio::time::timeout(IDLE * 10, idle_ended)
+        .await
+        .expect("the idle HTTP/2 connection is closed")
+        .unwrap();
+    let closed_after = used.elapsed();
+    idle_closed.store(true, Ordering::SeqCst);
+    assert!(closed_after >= IDLE, "closed after {closed_after:?}");
+    assert!(idle.ready().await.is_err(), "the idle connection takes no more requests");
+
+    let (mut busy, answered) = keep_busy.await.unwrap();
+    assert!(answered > 0);
+    assert!(!busy_ended.is_finished(), "the busy connection stays open");
+    assert_eq!(h2_get(&mut busy, &base, "/healthz").await, 200);
+    drop(busy);
     server.stop().await;
 }
