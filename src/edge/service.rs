@@ -211,7 +211,7 @@ async fn serve_api(
     // Bodies are read and validated before a connection is taken, so a slow client never
     // holds one of its school's connections.
     let input = read_input(app, route, parts, body).await?;
-    let reply = run_in_time(&tenant, route, input, deadline).await?;
+    let reply = run_in_time(app, &tenant, route, input, deadline).await?;
     Ok(match reply {
         Reply::Json(body) => with_etag(&parts.headers, body),
         Reply::Empty => {
@@ -293,9 +293,40 @@ async fn read_input(
     })
 }
 
+/// Runs the handler of `route` on one of the school's connections before `deadline`. A
+/// read whose connection turns out to be gone (its backend terminated, a failover, a
+/// pooler's idle timeout) runs once more on a fresh connection: a read is one autocommit
+/// SELECT and its answer is built from the second run alone, so running it twice changes
+/// nothing. A write never runs twice (its query may have executed before the connection
+/// closed); it is kept off connections already found closed when it is placed
+/// (`pool::lanes`).
+async fn run_in_time(
+    app: &App,
+    tenant: &Tenant,
+    route: Route<'_>,
+    input: Input,
+    deadline: tokio::time::Instant,
+) -> Result<Reply, ApiError> {
+    let read = matches!(
+        route,
+        Route::ListWeeks | Route::GetWeek(_) | Route::PublicWeek { .. } | Route::ListDays(_)
+    );
+    match run_once(tenant, route, input, deadline).await {
+        Err(ApiError::Database(err)) if read && handlers::connection_lost(&err) => {
+            app.metrics.read_retried();
+            tracing::info!(school = %tenant.database, error = %err, "connection lost under a read; running it again on a fresh connection");
+            // The school's other idle connections are most likely gone the same way
+            // (the same failover or restart): closed, so the retry opens a fresh one.
+            tenant.pool.retire_idle_connections();
+            run_once(tenant, route, Input::None, deadline).await
+        }
+        result => result,
+    }
+}
+
 /// Takes one of the school's connections and runs the handler on it, both before
 /// `deadline`.
-async fn run_in_time(
+async fn run_once(
     tenant: &Tenant,
     route: Route<'_>,
     input: Input,
@@ -307,6 +338,12 @@ async fn run_in_time(
     };
     let run = run_handler(&conn, route, input);
     match tokio::time::timeout_at(deadline, run).await {
+        Ok(Err(ApiError::Database(err))) if handlers::connection_lost(&err) => {
+            // Retired when this request leaves it (the server may not have closed the
+            // socket yet).
+            conn.mark_broken();
+            Err(ApiError::Database(err))
+        }
         Ok(reply) => reply,
         Err(_) => {
             // The query is still running on the server (waiting on a lock, say). Its
