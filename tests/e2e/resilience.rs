@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
+use serde_json::json;
 
 use crate::server::*;
 use crate::support::*;
@@ -398,6 +399,16 @@ async fn reads_survive_the_connections_of_their_school_being_killed() {
         (!left.iter().any(|pid| pids.contains(pid))).then_some(())
     })
     .await;
+    // Writes too: they never run twice, so only placement keeps them off the dead
+    // connections.
+    let token = token_for(&school);
+    for n in 0..opened * 2 + 2 {
+        let week = json!({"weekOf": format!("2021-{:02}-01", n + 1), "isPublished": false});
+        let (status, body) = server
+            .call(&token, Method::POST, "/api/lunch-week", Some(week))
+            .await;
+        assert_eq!(status, 200, "write {n} after terminating {opened} backends: {body}");
+    }
     let failed = failed_reads(&server, &school, opened * 2 + 2).await;
     assert_eq!(
         failed,
