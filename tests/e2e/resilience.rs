@@ -407,7 +407,10 @@ async fn reads_survive_the_connections_of_their_school_being_killed() {
         let (status, body) = server
             .call(&token, Method::POST, "/api/lunch-week", Some(week))
             .await;
-        assert_eq!(status, 200, "write {n} after terminating {opened} backends: {body}");
+        assert_eq!(
+            status, 200,
+            "write {n} after terminating {opened} backends: {body}"
+        );
     }
     let failed = failed_reads(&server, &school, opened * 2 + 2).await;
     assert_eq!(
