@@ -200,7 +200,7 @@ async fn serve_api(
 ) -> Result<Response<Body>, ApiError> {
     // Before the first snapshot every school would look unknown (403 or 404): a replica
     // that just started says it is not ready yet instead.
-    if !app.catalog_loaded.load(Ordering::Acquire) {
+    if !app.catalog_loaded.load(Ordering::Relaxed) {
         return Err(ApiError::CatalogLoading);
     }
     let tenant = match route {
