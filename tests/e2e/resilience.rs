@@ -213,26 +213,27 @@ async fn an_idle_http2_connection_is_closed_after_keep_alive_timeout() {
     const IDLE: Duration = Duration::from_secs(1);
     let server = TestServer::start("[server]\nkeep_alive_timeout = \"1s\"\n").await;
     let base = server.base.clone();
-    let (mut idle, idle_ended) = h2_connection(&base).await;
-    let (mut busy, busy_ended) = h2_connection(&base).await;
-    assert_eq!(h2_get(&mut idle, &base, "/healthz").await, 200);
-    let used = std::time::Instant::now();
-
     // The busy connection always has a request in flight or just answered; the idle one
     // has none after its first.
+    let (mut busy, busy_ended) = h2_connection(&base).await;
     let idle_closed = Arc::new(AtomicBool::new(false));
     let keep_busy = {
         let base = base.clone();
         let idle_closed = idle_closed.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let mut answered = 0u32;
-            while !idle_closed.load(Ordering::SeqCst) || used.elapsed() < IDLE * 3 {
+            while !idle_closed.load(Ordering::SeqCst) || started.elapsed() < IDLE * 3 {
                 assert_eq!(h2_get(&mut busy, &base, "/healthz").await, 200);
                 answered += 1;
             }
             (busy, answered)
         })
     };
+    let (mut idle, idle_ended) = h2_connection(&base).await;
+    // Taken before the request: the server's idle time starts after it.
+    let used = std::time::Instant::now();
+    assert_eq!(h2_get(&mut idle, &base, "/healthz").await, 200);
     tokio::time::timeout(IDLE * 10, idle_ended)
         .await
         .expect("the idle HTTP/2 connection is closed")
