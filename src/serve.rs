@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin;
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::Config;
-use crate::control::ControlLoop;
+use crate::control::{supervisor, ControlLoop};
 use crate::edge::server;
 use crate::edge::service::Site;
 use crate::edge::static_files::StaticFiles;
@@ -148,6 +148,7 @@ fn build_app(
         metrics: Metrics::new(config.admin.metrics_top_schools),
         in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
         catalog_loaded: AtomicBool::new(false),
+        control_running: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         control,
         config: ArcSwap::new(config.clone()),
@@ -167,9 +168,14 @@ fn spawn_background(
     // With jwks_url, the refresher makes the first fetch at once and retries it with
     // backoff; /readyz stays 503 until it succeeds.
     background.push(auth.spawn_refresher(stop.clone()));
-    background.push(tokio::spawn(
-        ControlLoop::new(app.clone(), control, stop.clone()).run(),
-    ));
+    let loop_app = app.clone();
+    background.push(tokio::spawn(supervisor::supervise(
+        app.clone(),
+        control,
+        stop.clone(),
+        supervisor::Backoff::DEFAULT,
+        move |events, stop| ControlLoop::new(loop_app.clone(), events, stop).run(),
+    )));
     if let Some(listener) = admin_listener {
         background.push(tokio::spawn(admin::serve(
             listener,

@@ -68,6 +68,9 @@ pub struct App {
     pub in_flight: Arc<Semaphore>,
     /// True once the first catalog snapshot is loaded.
     pub catalog_loaded: AtomicBool,
+    /// True while the control loop runs (control/supervisor.rs); /readyz is 503 while a
+    /// failed loop waits to be started again.
+    pub control_running: AtomicBool,
     /// True from the moment shutdown begins: /readyz turns 503.
     pub draining: AtomicBool,
     /// Asks the control loop to act (refresh now).
@@ -86,6 +89,8 @@ impl App {
             Readiness::NotReady("shutting down")
         } else if !self.catalog_loaded.load(Ordering::Relaxed) {
             Readiness::NotReady("catalog not loaded yet")
+        } else if !self.control_running.load(Ordering::Relaxed) {
+            Readiness::NotReady("control loop not running")
         } else if !self.auth.load().keys_ready() {
             Readiness::NotReady("signing keys not fetched yet")
         } else {

@@ -6,6 +6,7 @@
 //! `ArcSwap`. A failed refresh keeps the last good snapshot.
 
 pub mod listener;
+pub mod supervisor;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;

@@ -46,6 +46,9 @@ pub enum ApiError {
     /// database's (a 504 would say the server was slow).
     #[error("the request body did not arrive within request_timeout")]
     BodyTimeout,
+    /// The first catalog snapshot is not loaded yet (a replica that just started).
+    #[error("the catalog is not loaded yet")]
+    CatalogLoading,
     #[error("school not found")]
     SchoolNotFound,
     #[error("school {0} is not in the catalog")]
@@ -119,7 +122,9 @@ impl ApiError {
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             SchoolNotFound | WeekNotFound(_) | NoPublishedWeek(_) => StatusCode::NOT_FOUND,
             SchoolNotInCatalog(_) | SchoolSuspended(_) => StatusCode::FORBIDDEN,
-            SchoolProvisioning(_) | Unavailable(_) | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            SchoolProvisioning(_) | Unavailable(_) | Overloaded | CatalogLoading => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Database(err) if is_unavailable(err) => StatusCode::SERVICE_UNAVAILABLE,
             Database(_) | Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -154,6 +159,7 @@ impl ApiError {
             PayloadTooLarge { .. } => "payload_too_large",
             BodyRead => "bad_body",
             BodyTimeout => "body_timeout",
+            CatalogLoading => "catalog_loading",
             SchoolNotInCatalog(_) => "school_not_in_catalog",
             SchoolSuspended(_) => "school_suspended",
             SchoolProvisioning(_) => "school_provisioning",
@@ -197,6 +203,7 @@ impl ApiError {
             PayloadTooLarge { limit } => format!("Request body is larger than {limit} bytes"),
             BodyRead => "Bad request, the body could not be read".into(),
             BodyTimeout => "The request body did not arrive in time".into(),
+            CatalogLoading => "The server is starting; try again shortly".into(),
             SchoolNotInCatalog(_) => "Forbidden: your school is not served here".into(),
             SchoolSuspended(_) => "Forbidden: your school is suspended".into(),
             SchoolProvisioning(_) => {
@@ -389,6 +396,12 @@ mod tests {
                 403,
                 "school_suspended",
                 "Forbidden: your school is suspended",
+            ),
+            (
+                ApiError::CatalogLoading,
+                503,
+                "catalog_loading",
+                "The server is starting; try again shortly",
             ),
             (
                 ApiError::Timeout,

@@ -7,6 +7,7 @@
 pub mod cors;
 pub mod error;
 pub mod etag;
+pub mod h2_idle;
 pub mod hex;
 pub mod keep_alive;
 pub mod request_id;

@@ -3,7 +3,8 @@
 //!
 //! What it enforces: `header_read_timeout` on every HTTP/1 request head and
 //! `keep_alive_timeout` on idle HTTP/1 connections (keep_alive.rs, in place of hyper's
-//! header timer, which would close idle connections at the header timeout); a cap on the
+//! header timer, which would close idle connections at the header timeout) and on HTTP/2
+//! connections without an open stream (h2_idle.rs); a cap on the
 //! request head size and header count (431 beyond); a cap on open connections
 //! (beyond it a new connection is closed at once); accept errors such as EMFILE back off
 //! instead of spinning. Shutdown stops accepting, lets in-flight requests finish within
@@ -30,13 +31,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
+use crate::edge::h2_idle::Streams;
 use crate::edge::keep_alive::{Activity, TimedReads};
 use crate::edge::service::Body;
 use crate::state::App;
@@ -196,9 +198,11 @@ async fn serve_connection<H: Handler>(
         drop(permit);
         return;
     };
-    // HTTP/1 reads keep the header and idle deadlines; HTTP/2 multiplexes streams
-    // and has its own keep-alive pings, so its reads have none.
-    let activity = (!stream.is_h2()).then(Activity::new);
+    // HTTP/1 reads keep the header and idle deadlines; HTTP/2 multiplexes streams, so its
+    // reads have none: its idle deadline counts open streams instead (h2_idle.rs).
+    let h2 = stream.is_h2();
+    let activity = (!h2).then(Activity::new);
+    let streams = h2.then(Streams::new);
     let reads = TimedReads::new(
         stream,
         activity.clone().unwrap_or_else(Activity::untimed),
@@ -207,9 +211,11 @@ async fn serve_connection<H: Handler>(
         shared.keep_alive_timeout,
     );
     let handler = shared.handler.clone();
+    let service_streams = streams.clone();
     let service = service_fn(move |request| {
         let handler = handler.clone();
         let activity = activity.clone();
+        let stream = service_streams.as_ref().map(Streams::start);
         async move {
             if let Some(activity) = &activity {
                 activity.request_started();
@@ -218,22 +224,58 @@ async fn serve_connection<H: Handler>(
             if let Some(activity) = &activity {
                 activity.request_finished();
             }
+            drop(stream);
             Ok::<_, Infallible>(response)
         }
     });
     let connection = shared
         .builder
         .serve_connection(TokioIo::new(reads), service);
-    tokio::select! {
-        result = watcher.watch(connection) => {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "connection ended with an error");
-            }
-        }
-        // The grace period is over: dropping the connection closes its socket.
-        _ = shared.force_close.cancelled() => {}
-    }
+    run_connection(&shared, connection, streams.as_deref()).await;
+    // Held until here: a drain waits for this connection to end.
+    drop(watcher);
     drop(permit);
+}
+
+/// Drives one connection to its end. A graceful shutdown (in-flight requests finish, then
+/// the connection closes; GOAWAY for HTTP/2) starts when the listener stops, or when an
+/// HTTP/2 connection has had no open stream for `keep_alive_timeout`; the grace period's
+/// end drops the connection.
+async fn run_connection<H: Handler, C: GracefulConnection>(
+    shared: &Shared<H>,
+    connection: C,
+    streams: Option<&Streams>,
+) where
+    C::Error: std::fmt::Display,
+{
+    let idle = async {
+        match streams {
+            Some(streams) => streams.idle_for(shared.keep_alive_timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(connection, idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shared.stop.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = idle.as_mut(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            // The grace period is over: dropping the connection closes its socket.
+            _ = shared.force_close.cancelled() => return,
+        }
+    }
 }
 
 /// Asks every connection to finish: in-flight requests complete, idle keep-alive

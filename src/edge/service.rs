@@ -5,6 +5,7 @@
 //! waiting on the control path. Every failure becomes an [`ApiError`] and is turned into
 //! a response in one place ([`ApiError::to_response`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -197,6 +198,11 @@ async fn serve_api(
     deadline: tokio::time::Instant,
     school: &mut Option<Arc<Tenant>>,
 ) -> Result<Response<Body>, ApiError> {
+    // Before the first snapshot every school would look unknown (403 or 404): a replica
+    // that just started says it is not ready yet instead.
+    if !app.catalog_loaded.load(Ordering::Relaxed) {
+        return Err(ApiError::CatalogLoading);
+    }
     let tenant = match route {
         Route::PublicWeek { slug, .. } => public_tenant(app, slug)?,
         _ => authenticated_tenant(app, parts).await?,
@@ -208,7 +214,7 @@ async fn serve_api(
         Ok(input) => input?,
         Err(_) => return Err(ApiError::BodyTimeout),
     };
-    let reply = run_in_time(&tenant, route, input, deadline).await?;
+    let reply = run_in_time(app, &tenant, route, input, deadline).await?;
     Ok(match reply {
         Reply::Json(body) => with_etag(&parts.headers, body),
         Reply::Empty => {
@@ -295,9 +301,40 @@ async fn read_input(
     })
 }
 
+/// Runs the handler of `route` on one of the school's connections before `deadline`. A
+/// read whose connection turns out to be gone (its backend terminated, a failover, a
+/// pooler's idle timeout) runs once more on a fresh connection: a read is one autocommit
+/// SELECT and its answer is built from the second run alone, so running it twice changes
+/// nothing. A write never runs twice (its query may have executed before the connection
+/// closed); it is kept off connections already found closed when it is placed
+/// (`pool::lanes`).
+async fn run_in_time(
+    app: &App,
+    tenant: &Tenant,
+    route: Route<'_>,
+    input: Input,
+    deadline: tokio::time::Instant,
+) -> Result<Reply, ApiError> {
+    let read = matches!(
+        route,
+        Route::ListWeeks | Route::GetWeek(_) | Route::PublicWeek { .. } | Route::ListDays(_)
+    );
+    match run_once(tenant, route, input, deadline).await {
+        Err(ApiError::Database(err)) if read && handlers::connection_lost(&err) => {
+            app.metrics.read_retried();
+            tracing::info!(school = %tenant.database, error = %err, "connection lost under a read; running it again on a fresh connection");
+            // The school's other idle connections are most likely gone the same way
+            // (the same failover or restart): closed, so the retry opens a fresh one.
+            tenant.pool.retire_idle_connections();
+            run_once(tenant, route, Input::None, deadline).await
+        }
+        result => result,
+    }
+}
+
 /// Takes one of the school's connections and runs the handler on it, both before
 /// `deadline`.
-async fn run_in_time(
+async fn run_once(
     tenant: &Tenant,
     route: Route<'_>,
     input: Input,
@@ -309,6 +346,12 @@ async fn run_in_time(
     };
     let run = run_handler(&conn, route, input);
     match tokio::time::timeout_at(deadline, run).await {
+        Ok(Err(ApiError::Database(err))) if handlers::connection_lost(&err) => {
+            // Retired when this request leaves it (the server may not have closed the
+            // socket yet).
+            conn.mark_broken();
+            Err(ApiError::Database(err))
+        }
         Ok(reply) => reply,
         Err(_) => {
             // The query is still running on the server (waiting on a lock, say). Its

@@ -37,6 +37,18 @@ pub enum LunchError {
     Encode(#[source] serde_json::Error),
 }
 
+/// True when `err` says the connection is gone (found closed, or the server ended the
+/// session: terminated, crashed, idle too long) rather than that the query failed. A read
+/// that fails this way gives the same answer on another connection.
+pub fn connection_lost(err: &tokio_postgres::Error) -> bool {
+    err.is_closed()
+        || err.code().is_some_and(|code| {
+            code == &SqlState::ADMIN_SHUTDOWN
+                || code == &SqlState::CRASH_SHUTDOWN
+                || code == &SqlState::IDLE_SESSION_TIMEOUT
+        })
+}
+
 /// A body through serde_json. A failure is an error for this request (a 500), never an
 /// empty 200.
 fn json<T: serde::Serialize>(value: &T) -> Result<Reply, LunchError> {

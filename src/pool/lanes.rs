@@ -483,6 +483,17 @@ impl LaneSet {
         let latest = self.progress_ms.load(Ordering::Relaxed);
         let views = lanes.iter().map(|lane| {
             let load = lane.load.load(Ordering::SeqCst);
+            if lane.is_broken() {
+                // Its connection is gone (backend terminated, socket closed): no request
+                // goes there. An idle one leaves the set now, a busy one when its last
+                // request leaves; either way the scan sees it as retired.
+                self.retire_if_idle(lane);
+                return LaneView {
+                    load: load | RETIRED,
+                    local: false,
+                    stalled: false,
+                };
+            }
             let busy_with_room = load & RETIRED == 0 && load > 0 && load < depth;
             LaneView {
                 load,
@@ -576,7 +587,21 @@ impl LaneSet {
         claim: Opening<'_>,
         database: &str,
     ) -> Result<LaneGuard, PoolError> {
-        let checked_out = self.pool.get_owned().await;
+        // A connection idle in bb8 may have been closed meanwhile (its backend
+        // terminated): it is dropped (bb8 discards a broken one) and another one taken, up
+        // to as many times as the pool holds connections.
+        let mut discarded = 0;
+        let checked_out = loop {
+            match self.pool.get_owned().await {
+                Ok(connection) if connection.is_broken() && discarded < self.limits.max_lanes => {
+                    // Dropped before the next checkout, which may need its place.
+                    connection.mark_broken();
+                    drop(connection);
+                    discarded += 1;
+                }
+                result => break result,
+            }
+        };
         let result = match checked_out {
             Ok(connection) => {
                 let lane = Arc::new(Lane {

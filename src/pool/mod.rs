@@ -471,6 +471,14 @@ impl TenantPool {
         }
     }
 
+    /// Closes every connection of the school that has no request now (after one was found
+    /// gone, the others idle as long are likely gone too).
+    pub fn retire_idle_connections(&self) {
+        if let Some(lanes) = self.lanes.load_full() {
+            lanes.retire_idle(Duration::ZERO);
+        }
+    }
+
     /// New settings (after a configuration reload): the current pool is closed so the
     /// next request opens one with the new sizes and timeouts.
     pub fn reconfigure(&self, settings: Arc<PoolSettings>) {

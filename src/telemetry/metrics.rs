@@ -107,6 +107,12 @@ pub struct Metrics {
     catalog_refresh_error: AtomicU64,
     provision_ok: AtomicU64,
     provision_error: AtomicU64,
+    /// `control_loop_restarts_total`: control loops that ended unexpectedly and were
+    /// started again (control/supervisor.rs).
+    control_loop_restarts: AtomicU64,
+    /// `read_retries_total`: reads run again on a fresh connection after theirs was found
+    /// gone (edge/service.rs).
+    read_retries: AtomicU64,
     schools: [AtomicU64; SCHOOL_STATUSES.len()],
     created: Instant,
     /// Per-school request counters by school name.
@@ -176,6 +182,8 @@ impl Metrics {
             catalog_refresh_error: AtomicU64::new(0),
             provision_ok: AtomicU64::new(0),
             provision_error: AtomicU64::new(0),
+            control_loop_restarts: AtomicU64::new(0),
+            read_retries: AtomicU64::new(0),
             schools: [const { AtomicU64::new(0) }; SCHOOL_STATUSES.len()],
             created: Instant::now(),
             school_counters: Mutex::new(HashMap::new()),
@@ -238,6 +246,14 @@ impl Metrics {
             &self.provision_error
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn control_loop_restarted(&self) {
+        self.control_loop_restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn read_retried(&self) {
+        self.read_retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sets how many schools of the catalog are in `status`.

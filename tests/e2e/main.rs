@@ -8,5 +8,6 @@ mod identity;
 mod migrate;
 mod pipelining;
 mod process;
+mod resilience;
 mod server;
 mod support;

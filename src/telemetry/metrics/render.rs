@@ -181,6 +181,12 @@ impl Metrics {
             let _ = writeln!(out, "{name}{{result=\"ok\"}} {ok}");
             let _ = writeln!(out, "{name}{{result=\"error\"}} {error}");
         }
+        counter(
+            out,
+            "control_loop_restarts_total",
+            "Control loops that panicked or returned and were started again.",
+            &self.control_loop_restarts,
+        );
         header(
             out,
             "schools",
@@ -210,6 +216,12 @@ impl Metrics {
         }
         let _ = writeln!(out, "school_requests_total{{school=\"other\"}} {other}");
         render_pools(out, &pool_samples(&top, pools));
+        counter(
+            out,
+            "read_retries_total",
+            "Reads run again on a fresh connection after theirs was found closed.",
+            &self.read_retries,
+        );
         header(
             out,
             "connection_budget_in_use",
