@@ -291,6 +291,9 @@ pub fn is_hmac(algorithm: Algorithm) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
