@@ -24,7 +24,11 @@ fn value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<f64>()
             .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        (1i64..4).prop_map(Value::from),
         "[0-9]{4}-[0-9]{2}-[0-9]{2}".prop_map(Value::String),
+        // Real dates, so bodies get past the date checks to the menu's.
+        (1u16..=9999, 1u8..=12, 1u8..=28)
+            .prop_map(|(y, m, d)| { Value::String(Date::from_ymd(y, m, d).unwrap().to_string()) }),
         any::<String>().prop_map(Value::String),
         // Past the menu's limit, in characters of several byte lengths.
         (995usize..1005, prop::sample::select(vec!['a', 'é', '🍕']))
@@ -103,6 +107,22 @@ proptest! {
                     prop_assert!(!error.code().is_empty());
                 }
             }
+        }
+    }
+
+    /// The menu's limit is in characters, whatever their byte length, at the boundary.
+    #[test]
+    fn the_menu_limit_counts_characters(
+        length in 990usize..1010,
+        character in prop::sample::select(vec!['a', 'é', '€', '🍕']),
+    ) {
+        let menu: String = std::iter::repeat_n(character, length).collect();
+        let body = serde_json::to_vec(&json!({"day": "2020-11-16", "menuDetails": menu})).unwrap();
+        let result = parse_new_day(1, &body);
+        if length <= MAX_MENU_DETAILS_CHARS {
+            prop_assert_eq!(result.map(|d| d.menu_details), Ok(Some(menu)));
+        } else {
+            prop_assert_eq!(result, Err(BodyError::TooLong { field: "menuDetails", max: MAX_MENU_DETAILS_CHARS }));
         }
     }
 
