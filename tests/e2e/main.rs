@@ -7,5 +7,6 @@ mod edge;
 mod migrate;
 mod pipelining;
 mod process;
+mod robustness;
 mod server;
 mod support;
