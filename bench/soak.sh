@@ -344,57 +344,5 @@ done <"$WORK/schools"
 # ---------------------------------------------------------------- the report
 
 mkdir -p "$(dirname "$OUT")"
-python3 - "$WORK" "$SECONDS_TOTAL" "$SCHOOL_COUNT" "$RATE" <<'EOF' | tee "$OUT"
-import json, sys, collections
-work, seconds, schools, rate = sys.argv[1:5]
-windows = []
-for line in open(f"{work}/windows"):
-    name, start, end = line.split()
-    windows.append((name, float(start), float(end)))
-samples = [line.split() for line in open(f"{work}/samples")]
-requests = [json.loads(l) for l in open(f"{work}/requests.jsonl")]
-writes = [json.loads(l) for l in open(f"{work}/writes.jsonl")]
-stored = set()
-for line in open(f"{work}/stored"):
-    school, week_id, week_of, published = line.split()
-    stored.add((school, int(week_id), week_of, published == "t"))
-missing = [w for w in writes
-           if (w["school"], w["id"], w["body"]["weekOf"], w["body"]["isPublished"]) not in stored]
-
-rows = collections.OrderedDict()
-outside = {"requests": 0, "bad": collections.Counter()}
-for r in requests:
-    start, end = r["t"], r["t"] + r["ms"] / 1000
-    hit = next((w for w in windows if start <= w[2] and end >= w[1]), None)
-    bucket = outside if hit is None else rows.setdefault(
-        (hit[0], hit[1]), {"requests": 0, "bad": collections.Counter(), "seconds": hit[2] - hit[1]})
-    bucket["requests"] += 1
-    if not 200 <= r["status"] < 300:
-        bucket["bad"][r["status"] or r["error"] or "error"] += 1
-
-def fmt(counter):
-    return sum(counter.values()), ", ".join(f"{k}: {v}" for k, v in counter.most_common()) or "-"
-
-first, last = samples[0], samples[-1]
-print(f"Soak: {seconds} s, {schools} schools, {rate} requests/s, {len(requests)} requests, {len(writes)} acknowledged writes\n")
-print("| measure | value |")
-print("|---|---|")
-print(f"| RSS start / end (KiB) | {first[2]} / {last[2]} (pid {first[1]} / {last[1]}) |")
-print(f"| open fds start / end | {first[3]} / {last[3]} |")
-print(f"| RSS min / max over samples (KiB) | {min(int(s[2]) for s in samples)} / {max(int(s[2]) for s in samples)} |")
-t0 = float(first[0])
-for (name, start), row in rows.items():
-    count, detail = fmt(row["bad"])
-    print(f"| window {name} at +{start - t0:.0f} s ({row['seconds']:.1f} s): non-2xx of requests | {count} of {row['requests']} ({detail}) |")
-count, detail = fmt(outside["bad"])
-print(f"| outside windows: non-2xx of requests | {count} of {outside['requests']} ({detail}) |")
-print(f"| acknowledged writes missing at the end | {len(missing)} of {len(writes)} |")
-if count or missing:
-    print("\nFAILED: non-2xx outside the fault windows or missing writes", file=sys.stderr)
-    for r in [r for r in requests if not any(r['t'] <= w[2] and r['t'] + r['ms']/1000 >= w[1] for w in windows) and not 200 <= r['status'] < 300][:10]:
-        print("  outside:", r, file=sys.stderr)
-    for w in missing[:10]:
-        print("  missing:", w, file=sys.stderr)
-    sys.exit(1)
-EOF
+python3 "$BENCH_DIR/soak_report.py" "$WORK" "$SECONDS_TOTAL" "$SCHOOL_COUNT" "$RATE" | tee "$OUT"
 log "table written to $OUT"
