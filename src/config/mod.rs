@@ -299,6 +299,9 @@ pub fn is_hmac(algorithm: Algorithm) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -587,5 +590,13 @@ mod tests {
             &no_env,
         );
         assert!(missing.unwrap_err().message.contains("cannot read"));
+    }
+
+    #[test]
+    fn a_non_ascii_log_level_is_an_error_not_a_panic() {
+        for level in ["\u{202f}\u{aa40}=", "tenant_edge=déboguer", "info,ä"] {
+            let error = parse_err(&format!("[log]\nlevel = \"{level}\"\n"));
+            assert_eq!(error.key.as_deref(), Some("log.level"), "{level}");
+        }
     }
 }

@@ -342,7 +342,9 @@ fn log(l: RawLog, keys: &Keys) -> Result<LogConfig, ConfigError> {
             ))
         }
     };
-    if l.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+    // Directives are ASCII (targets are Rust paths); tracing-subscriber's parser panics
+    // on some non-ASCII text (a byte index inside a character), so it never sees any.
+    if !l.level.is_ascii() || l.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
         return Err(keys.bad(
             "log.level",
             format!(

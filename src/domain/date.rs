@@ -502,3 +502,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests;

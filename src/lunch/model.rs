@@ -326,3 +326,6 @@ pub fn parse_day_update(week_id: i32, day_id: i32, body: &[u8]) -> Result<DayInp
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -319,3 +319,6 @@ fn id(raw: &str, name: &'static str) -> Result<i32, RouteError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

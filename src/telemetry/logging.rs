@@ -92,6 +92,8 @@ impl Drop for LogGuard {
 pub fn init(config: &LogConfig) -> Option<LogGuard> {
     let filter = std::env::var("RUST_LOG")
         .ok()
+        // Non-ASCII can panic tracing-subscriber's parser (see config::validate::log).
+        .filter(|text| text.is_ascii())
         .and_then(|text| text.parse::<EnvFilter>().ok())
         .unwrap_or_else(|| EnvFilter::new(&config.level));
     let json = match config.format {

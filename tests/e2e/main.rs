@@ -9,5 +9,6 @@ mod migrate;
 mod pipelining;
 mod process;
 mod resilience;
+mod robustness;
 mod server;
 mod support;
