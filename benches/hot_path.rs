@@ -1,11 +1,14 @@
 //! Micro-benchmarks of the per-request work tenant-edge does besides waiting on
 //! PostgreSQL: routing, the bearer token check (first sight and cached), the catalog
-//! snapshot lookup, and the JSON encoding of a week with its days.
+//! snapshot lookup (against a std `HashMap`), and the JSON encoding of a week with its
+//! days; and of the control path's catalog work at 1,000 to 100,000 schools: a full
+//! build and one incremental update.
 //!
 //!     cargo bench --bench hot_path
 //!
 //! The load test against pgbench is `bench/run.sh`; see BENCHMARKS.md.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use tenant_edge::lunch::queries::STATEMENTS;
 use tenant_edge::lunch::router;
 use tenant_edge::pool::{Budget, PoolSettings};
 use tenant_edge::telemetry::metrics::Metrics;
-use tenant_edge::tenancy::snapshot::Snapshot;
+use tenant_edge::tenancy::snapshot::{Snapshot, Tenant};
 use tenant_edge::tenancy::store::SchoolRecord;
 
 const TENANT_CLAIM: &str = "https://school-lunch/school_database";
@@ -125,53 +128,140 @@ fn token_check(c: &mut Criterion) {
     group.finish();
 }
 
-fn snapshot_lookup(c: &mut Criterion) {
+fn pool_settings() -> Arc<PoolSettings> {
     let config = config(0);
-    let settings = Arc::new(PoolSettings::new(
+    Arc::new(PoolSettings::new(
         &config.tenants,
         Budget::new(80),
         1,
         &STATEMENTS,
-    ));
-    let records: Vec<SchoolRecord> = (1..=300)
+    ))
+}
+
+/// `count` active schools, `school_000001`, ... with slugs `school-000001`, ...
+fn records(count: i32) -> Vec<SchoolRecord> {
+    (1..=count)
         .map(|i| SchoolRecord {
             id: i,
             name: format!("School {i}"),
-            database: format!("school_{i:03}"),
-            slug: format!("school-{i:03}"),
+            database: format!("school_{i:06}"),
+            slug: format!("school-{i:06}"),
             status: "active".parse(),
             db_version: 1,
             last_error: None,
             provision_attempts: 0,
         })
-        .collect();
-    let metrics = Metrics::new(20);
-    let (snapshot, rejected) = Snapshot::build(
-        &records,
-        &Snapshot::empty(),
-        &settings,
-        "catalog",
-        &|school| metrics.school_counter(school),
-    );
-    assert!(rejected.is_empty());
-    let swap = arc_swap::ArcSwap::from_pointee(snapshot);
+        .collect()
+}
 
-    let mut group = c.benchmark_group("snapshot_lookup_300_schools");
-    group.bench_function("by_database", |b| {
-        b.iter(|| {
-            let snapshot = swap.load();
-            let tenant = snapshot.by_database(black_box("school_150")).cloned();
-            black_box(tenant.is_some())
-        })
-    });
-    group.bench_function("by_slug", |b| {
-        let slug = Slug::parse("school-150").unwrap();
-        b.iter(|| {
-            let snapshot = swap.load();
-            let tenant = snapshot.by_slug(black_box(slug)).cloned();
-            black_box(tenant.is_some())
-        })
-    });
+fn build(records: &[SchoolRecord], previous: &Snapshot, metrics: &Metrics) -> Snapshot {
+    let (snapshot, rejected) =
+        Snapshot::build(records, previous, &pool_settings(), "catalog", &|school| {
+            metrics.school_counter(school)
+        });
+    assert!(rejected.is_empty());
+    snapshot
+}
+
+/// What a request does with the snapshot: one ArcSwap load, one lookup. Beside it, the
+/// same lookup in std `HashMap`s of the same tenants (what the snapshot held before it
+/// became persistent).
+fn snapshot_lookup(c: &mut Criterion) {
+    let metrics = Metrics::new(20);
+    for count in [300, 10_000] {
+        let snapshot = build(&records(count), &Snapshot::empty(), &metrics);
+        let std_by_database: HashMap<Arc<str>, Arc<Tenant>> = snapshot
+            .tenants()
+            .map(|t| (t.database.clone(), t.clone()))
+            .collect();
+        let std_by_slug: HashMap<Box<str>, Arc<Tenant>> = snapshot
+            .tenants()
+            .map(|t| ((*t.slug).into(), t.clone()))
+            .collect();
+        let swap = arc_swap::ArcSwap::from_pointee(snapshot);
+        let std_swap = arc_swap::ArcSwap::from_pointee((std_by_database, std_by_slug));
+        let (database, slug) = (
+            format!("school_{:06}", count / 2),
+            format!("school-{:06}", count / 2),
+        );
+        let slug = Slug::parse(&slug).unwrap();
+
+        let mut group = c.benchmark_group(format!("snapshot_lookup_{count}_schools"));
+        group.bench_function("by_database", |b| {
+            b.iter(|| {
+                let snapshot = swap.load();
+                let tenant = snapshot.by_database(black_box(&database)).cloned();
+                black_box(tenant.is_some())
+            })
+        });
+        group.bench_function("by_slug", |b| {
+            b.iter(|| {
+                let snapshot = swap.load();
+                let tenant = snapshot.by_slug(black_box(slug)).cloned();
+                black_box(tenant.is_some())
+            })
+        });
+        group.bench_function("by_database_std_hashmap", |b| {
+            b.iter(|| {
+                let maps = std_swap.load();
+                let tenant = maps.0.get(black_box(database.as_str())).cloned();
+                black_box(tenant.is_some())
+            })
+        });
+        group.bench_function("by_slug_std_hashmap", |b| {
+            b.iter(|| {
+                let maps = std_swap.load();
+                let tenant = maps.1.get(black_box(slug.as_str())).cloned();
+                black_box(tenant.is_some())
+            })
+        });
+        group.finish();
+    }
+}
+
+/// The control path's catalog work: a full build from every row (the steady state: every
+/// school already has its pool, as at each timer refresh), and one school changed by an
+/// incremental update (what a notification or a provisioning result costs).
+fn catalog_at_scale(c: &mut Criterion) {
+    let metrics = Metrics::new(20);
+    let settings = pool_settings();
+    let mut group = c.benchmark_group("catalog");
+    group.sample_size(10);
+    for count in [1_000, 10_000, 100_000] {
+        let rows = records(count);
+        let current = build(&rows, &Snapshot::empty(), &metrics);
+        group.bench_function(format!("full_build_{count}"), |b| {
+            b.iter(|| black_box(build(black_box(&rows), &current, &metrics).len()))
+        });
+        let mut changed = rows[rows.len() / 2].clone();
+        changed.status = "suspended".parse();
+        let named = [changed.database.clone()];
+        let read = [changed];
+        group.bench_function(format!("update_one_{count}"), |b| {
+            b.iter(|| {
+                let (next, _) = current
+                    .update(&named, black_box(&read), &settings, "catalog", &|school| {
+                        metrics.school_counter(school)
+                    })
+                    .unwrap();
+                black_box(next.len())
+            })
+        });
+        // A new school: also creates its pool and counter.
+        let new = records(count + 1).pop().unwrap();
+        let named = [new.database.clone()];
+        let read = [new];
+        group.bench_function(format!("update_add_{count}"), |b| {
+            b.iter(|| {
+                let (next, _) = current
+                    .update(&named, black_box(&read), &settings, "catalog", &|school| {
+                        metrics.school_counter(school)
+                    })
+                    .unwrap();
+                black_box(next.len())
+            })
+        });
+    }
     group.finish();
 }
 
@@ -229,6 +319,7 @@ criterion_group!(
     routing,
     token_check,
     snapshot_lookup,
+    catalog_at_scale,
     json_encoding
 );
 criterion_main!(benches);

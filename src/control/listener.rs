@@ -1,10 +1,12 @@
 //! LISTEN for the catalog trigger's notifications on a dedicated connection.
 //!
-//! A notification only says "something changed": the control loop re-reads the table.
-//! When the connection drops, it reconnects with backoff and then asks for a full refresh,
-//! because notifications sent while it was away are lost.
+//! A notification names the school whose row changed (`INSERT name`, `UPDATE name`,
+//! `UPDATE old new` when the database name changed, `DELETE name`): the control loop
+//! re-reads only the named rows. When the connection drops, it reconnects with backoff and
+//! then asks for a full refresh, because notifications sent while it was away are lost.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,12 +17,75 @@ use tokio_util::sync::CancellationToken;
 /// The channel the catalog trigger notifies (catalog_sql/0001_schools.sql).
 pub const CHANNEL: &str = "tenant_edge_catalog";
 
-/// Runs until `stop` is cancelled; signals `changed` for every notification and after
-/// every (re)connect.
+/// The catalog changes heard but not yet read, coalesced: however many notifications
+/// arrive while the control loop reads, it takes them all at once and reads once.
+#[derive(Default)]
+pub struct CatalogChanges {
+    pending: Mutex<Pending>,
+    ready: Notify,
+}
+
+/// What [`CatalogChanges::take`] hands over.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Anything may have changed (a reconnect, an unreadable payload): read every row.
+    pub everything: bool,
+    /// The schools (database names) whose rows changed.
+    pub schools: HashSet<String>,
+}
+
+impl CatalogChanges {
+    /// Records one notification's payload; one that names no valid school asks for a full
+    /// read.
+    pub fn heard(&self, payload: &str) {
+        let mut words = payload.split(' ');
+        let op = words.next().unwrap_or_default();
+        let names: Vec<&str> = words.collect();
+        let named = matches!(op, "INSERT" | "UPDATE" | "DELETE")
+            && !names.is_empty()
+            && names
+                .iter()
+                .all(|name| crate::domain::names::validate_database_name(name).is_ok());
+        let mut pending = self.lock();
+        if named {
+            pending.schools.extend(names.into_iter().map(str::to_owned));
+        } else {
+            pending.everything = true;
+        }
+        drop(pending);
+        self.ready.notify_one();
+    }
+
+    /// Asks for a full read (after a reconnect).
+    pub fn everything(&self) {
+        self.lock().everything = true;
+        self.ready.notify_one();
+    }
+
+    /// Waits until something is pending.
+    pub async fn wait(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Takes everything pending.
+    pub fn take(&self) -> Pending {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Held for an insert or a swap; a panic elsewhere leaves the set itself intact.
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Runs until `stop` is cancelled; records every notification in `changed`, and asks for
+/// a full read after every (re)connect.
 pub async fn run(
     catalog: PgConfig,
     connect_timeout: Duration,
-    changed: Arc<Notify>,
+    changed: Arc<CatalogChanges>,
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -55,13 +120,13 @@ pub async fn run(
                                     listening = true;
                                     backoff = Duration::from_millis(100);
                                     // Anything that changed while we were not listening.
-                                    changed.notify_one();
+                                    changed.everything();
                                 }
                                 _ => break,
                             }
                         }
                         message = messages.next() => match message {
-                            Some(Ok(AsyncMessage::Notification(_))) => changed.notify_one(),
+                            Some(Ok(AsyncMessage::Notification(note))) => changed.heard(note.payload()),
                             Some(Ok(_)) => {}
                             Some(Err(err)) => {
                                 tracing::warn!(error = %err, "catalog notification connection failed");
@@ -86,5 +151,29 @@ pub async fn run(
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_schools_or_ask_for_everything() {
+        let changes = CatalogChanges::default();
+        changes.heard("INSERT school_a");
+        changes.heard("UPDATE school_b school_c");
+        changes.heard("DELETE school_a");
+        let pending = changes.take();
+        assert!(!pending.everything);
+        let mut schools: Vec<_> = pending.schools.into_iter().collect();
+        schools.sort();
+        assert_eq!(schools, ["school_a", "school_b", "school_c"]);
+        assert_eq!(changes.take(), Pending::default());
+
+        for payload in ["", "INSERT", "TRUNCATE x", "UPDATE Bad Name"] {
+            changes.heard(payload);
+            assert!(changes.take().everything, "{payload:?}");
+        }
     }
 }

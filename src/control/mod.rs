@@ -4,16 +4,24 @@
 //! Nothing here runs on a request's behalf, and no request ever waits on it: the loop's
 //! only way to reach the data path is storing a new snapshot (or configuration) into an
 //! `ArcSwap`. A failed refresh keeps the last good snapshot.
+//!
+//! Two kinds of catalog read keep the snapshot current. A **full refresh** reads every
+//! row and replaces the snapshot (it is the truth): at start, on the timer, after the
+//! notification connection reconnects, on SIGHUP and on `POST /admin/refresh`. An
+//! **incremental update** re-reads only the schools a batch of notifications or a
+//! provisioning result names, in one query, and changes only those entries
+//! ([`Snapshot::update`]), so onboarding many schools costs O(new schools), not
+//! O(catalog × new schools). A lost notification is repaired by the next full refresh.
 
 pub mod listener;
 pub mod supervisor;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,10 +32,12 @@ use crate::domain::names;
 use crate::domain::status::SchoolStatus;
 use crate::pool::PoolSettings;
 use crate::state::{App, ControlEvent, RefreshError, RefreshReport};
+use crate::telemetry::metrics::ReadKind;
 use crate::tenancy::migrate::{self, Applied};
-use crate::tenancy::provision::{ProvisionError, Provisioner};
+use crate::tenancy::provision::{Creation, ProvisionError, Provisioner};
 use crate::tenancy::snapshot::{Rejected, Snapshot};
 use crate::tenancy::store::{self, CatalogError, SchoolRecord};
+use listener::CatalogChanges;
 
 /// Retry state of a school whose provisioning failed.
 struct Backoff {
@@ -38,10 +48,13 @@ struct Backoff {
 pub struct ControlLoop {
     app: Arc<App>,
     events: mpsc::UnboundedReceiver<ControlEvent>,
-    catalog_changed: Arc<Notify>,
+    catalog_changed: Arc<CatalogChanges>,
     catalog: Option<Arc<Client>>,
     /// Schools being provisioned right now (never twice at once from this process).
     provisioning: HashSet<String>,
+    /// Schools whose database is missing or behind app_sql/, as of the last read of
+    /// their rows: what provisioning works through.
+    needs_provisioning: BTreeMap<String, Creation>,
     failures: HashMap<String, Backoff>,
     tasks: TaskTracker,
     stop: CancellationToken,
@@ -58,9 +71,10 @@ impl ControlLoop {
         Self {
             app,
             events,
-            catalog_changed: Arc::new(Notify::new()),
+            catalog_changed: Arc::new(CatalogChanges::default()),
             catalog: None,
             provisioning: HashSet::new(),
+            needs_provisioning: BTreeMap::new(),
             failures: HashMap::new(),
             tasks: TaskTracker::new(),
             stop,
@@ -93,7 +107,7 @@ impl ControlLoop {
                 _ = startup_retry.tick(), if !self.app.catalog_loaded.load(Ordering::Relaxed) => {
                     let _ = self.refresh().await;
                 }
-                _ = self.catalog_changed.notified() => { let _ = self.refresh().await; }
+                _ = self.catalog_changed.wait() => { self.catalog_changes().await; }
                 Some(()) = recv_signal(&mut sighup) => {
                     tracing::info!("SIGHUP: reloading configuration and catalog");
                     self.reload_config();
@@ -138,18 +152,17 @@ impl ControlLoop {
         Ok(client)
     }
 
-    /// Reads the schools, swaps in the next snapshot, and starts provisioning what needs it.
+    /// A full refresh: reads every school, replaces the snapshot with what it read, and
+    /// starts provisioning what needs it.
     pub async fn refresh(&mut self) -> Result<RefreshReport, RefreshError> {
-        let records = match self.read_schools().await {
+        let read = self.read_catalog(None).await;
+        let records = match read {
             Ok(records) => records,
             Err(err) => {
                 self.refresh_failed(&err);
                 return Err(err);
             }
         };
-        if self.last_catalog_error.take().is_some() {
-            tracing::info!("catalog reachable again");
-        }
         let config = self.app.config.load_full();
         let previous = self.app.snapshot.load_full();
         let settings = self.app.pool_settings.load_full();
@@ -160,23 +173,89 @@ impl ControlLoop {
             config.catalog.database(),
             &|school| self.app.metrics.school_counter(school),
         );
-        // Each skipped row is reported when it first appears, not at every refresh.
-        for r in rejected.iter().filter(|r| !self.last_rejected.contains(r)) {
-            tracing::error!(school_id = r.school_id, school = %r.database, reason = %r.reason, "catalog row skipped");
-        }
-        self.last_rejected = rejected.clone();
-        let next = self.publish(&previous, next);
-        if config.tenants.auto_provision {
-            self.start_provisioning(&records, &config);
-        }
+        self.report_rejected(&rejected);
+        self.last_rejected = rejected;
+        let next = self.publish(&previous, next, Changed::Everything);
+        self.app.metrics.catalog_read(ReadKind::Full);
+        self.needs_provisioning.clear();
+        self.note_provisioning_needs(&records, &config);
+        let needed = &self.needs_provisioning;
+        self.failures
+            .retain(|database, _| needed.contains_key(database));
+        self.start_provisioning(&config);
         Ok(RefreshReport {
             generation: next.generation,
             schools: next.len(),
-            rejected: rejected
+            rejected: self
+                .last_rejected
                 .iter()
                 .map(|r| format!("{} (id {}): {}", r.database, r.school_id, r.reason))
                 .collect(),
         })
+    }
+
+    /// Everything the notification listener heard since the last call, read at once.
+    async fn catalog_changes(&mut self) {
+        let pending = self.catalog_changed.take();
+        if pending.everything {
+            let _ = self.refresh().await;
+        } else if !pending.schools.is_empty() {
+            let schools: Vec<String> = pending.schools.into_iter().collect();
+            let _ = self.update_schools(&schools).await;
+        }
+    }
+
+    /// An incremental update: re-reads the rows of `databases` in one query and changes
+    /// only their entries. Falls back to a full refresh when the rows conflict with a
+    /// school not re-read (its view is stale), or when a school left out for a duplicate
+    /// slug may now be admitted.
+    async fn update_schools(&mut self, databases: &[String]) -> Result<(), RefreshError> {
+        if self.last_rejected.iter().any(|r| r.duplicate_slug) {
+            return self.refresh().await.map(drop);
+        }
+        let records = match self.read_catalog(Some(databases)).await {
+            Ok(records) => records,
+            Err(err) => {
+                self.refresh_failed(&err);
+                return Err(err);
+            }
+        };
+        let config = self.app.config.load_full();
+        let previous = self.app.snapshot.load_full();
+        let settings = self.app.pool_settings.load_full();
+        let updated = previous.update(
+            databases,
+            &records,
+            &settings,
+            config.catalog.database(),
+            &|school| self.app.metrics.school_counter(school),
+        );
+        let (next, rejected) = match updated {
+            Ok(updated) => updated,
+            Err(conflict) => {
+                tracing::info!(school = %conflict.database, slug = %conflict.slug, "slug held by another school in the snapshot; reading the whole catalog");
+                return self.refresh().await.map(drop);
+            }
+        };
+        self.report_rejected(&rejected);
+        self.last_rejected
+            .retain(|r| !databases.contains(&r.database));
+        self.last_rejected.extend(rejected);
+        self.publish(&previous, next, Changed::Schools(databases));
+        self.app.metrics.catalog_read(ReadKind::Incremental);
+        for database in databases {
+            self.needs_provisioning.remove(database);
+        }
+        self.note_provisioning_needs(&records, &config);
+        self.start_provisioning(&config);
+        Ok(())
+    }
+
+    /// Logs each skipped row when it first appears, not at every refresh.
+    fn report_rejected(&self, rejected: &[Rejected]) {
+        for r in rejected.iter().filter(|r| !self.last_rejected.contains(r)) {
+            tracing::error!(school_id = r.school_id, school = %r.database, reason = %r.reason, "catalog row skipped");
+        }
     }
 
     /// A failed refresh: the snapshot stays, the connection is reopened next time, and the
@@ -194,18 +273,28 @@ impl ControlLoop {
         }
     }
 
-    /// Stores `next` for the data path, drains the pools of schools no longer served and
-    /// updates the catalog metrics.
-    fn publish(&self, previous: &Snapshot, next: Snapshot) -> Arc<Snapshot> {
+    /// Stores `next` for the data path, drains the pools of `changed` schools no longer
+    /// served and updates the catalog metrics.
+    fn publish(&self, previous: &Snapshot, next: Snapshot, changed: Changed<'_>) -> Arc<Snapshot> {
         // Schools that left (or stopped being served) drain: requests in flight finish on
         // the pool they hold, idle connections close now.
-        for old in previous.tenants() {
-            let still_served = next
-                .by_database(&old.database)
-                .is_some_and(|t| t.status == SchoolStatus::Active);
+        let mut gone = Vec::new();
+        let mut drain = |old: &Arc<crate::tenancy::snapshot::Tenant>| {
+            let now = next.by_database(&old.database);
+            if now.is_none() {
+                gone.push(old.database.clone());
+            }
+            let still_served = now.is_some_and(|t| t.status == SchoolStatus::Active);
             if !still_served && old.pool.state().connections > 0 {
                 old.pool.close();
             }
+        };
+        match changed {
+            Changed::Everything => previous.tenants().for_each(&mut drain),
+            Changed::Schools(databases) => databases
+                .iter()
+                .filter_map(|database| previous.by_database(database))
+                .for_each(&mut drain),
         }
         let next = Arc::new(next);
         self.app.snapshot.store(next.clone());
@@ -219,54 +308,89 @@ impl ControlLoop {
             SchoolStatus::Active,
             SchoolStatus::Suspended,
         ] {
-            let count = next.tenants().filter(|t| t.status == status).count() as u64;
-            self.app.metrics.set_schools(status, count);
+            self.app
+                .metrics
+                .set_schools(status, next.count(status) as u64);
         }
-        self.app
-            .metrics
-            .retain_schools(|name| next.by_database(name).is_some());
+        if !gone.is_empty() {
+            self.app
+                .metrics
+                .retain_schools(|name| next.by_database(name).is_some());
+        }
         next
     }
 
-    async fn read_schools(&mut self) -> Result<Vec<SchoolRecord>, RefreshError> {
+    /// Reads every school (`None`) or the named ones.
+    async fn read_catalog(
+        &mut self,
+        databases: Option<&[String]>,
+    ) -> Result<Vec<SchoolRecord>, RefreshError> {
         let client = self.catalog().await?;
-        let read = tokio::time::timeout(Duration::from_secs(10), store::list_schools(&client));
-        match read.await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(RefreshError::TimedOut),
+        let read = async {
+            match databases {
+                None => store::list_schools(&client).await,
+                Some(databases) => store::schools_named(&client, databases).await,
+            }
+        };
+        let records = match tokio::time::timeout(Duration::from_secs(10), read).await {
+            Ok(result) => result?,
+            Err(_) => return Err(RefreshError::TimedOut),
+        };
+        if self.last_catalog_error.take().is_some() {
+            tracing::info!("catalog reachable again");
+        }
+        Ok(records)
+    }
+
+    /// Notes which of `records` need provisioning: new, or behind on app_sql/. A suspended
+    /// school's database is migrated if it exists, never created.
+    fn note_provisioning_needs(&mut self, records: &[SchoolRecord], config: &Config) {
+        let latest = migrate::app_migrations().latest_version();
+        for record in records {
+            let creation = match record.status {
+                Ok(SchoolStatus::Provisioning) => Creation::Allowed,
+                _ if record.db_version >= latest => continue,
+                Ok(SchoolStatus::Active) => Creation::Allowed,
+                // Unknown statuses too: nothing is created for a row this build cannot read.
+                Ok(SchoolStatus::Suspended) | Err(_) => Creation::ExistingOnly,
+            };
+            if names::validate_database_name(&record.database).is_err()
+                || record.database == config.catalog.database()
+            {
+                continue;
+            }
+            self.needs_provisioning
+                .insert(record.database.clone(), creation);
         }
     }
 
-    /// Provisions, in the background, every school that is new or behind on app_sql/.
-    fn start_provisioning(&mut self, records: &[SchoolRecord], config: &Config) {
-        let latest = migrate::app_migrations().latest_version();
+    /// Provisions, in the background, schools that need it, up to the concurrency limit.
+    fn start_provisioning(&mut self, config: &Config) {
+        if !config.tenants.auto_provision {
+            return;
+        }
         let now = Instant::now();
         let mut started = 0;
-        for record in records {
-            let needs =
-                record.status == Ok(SchoolStatus::Provisioning) || record.db_version < latest;
-            if !needs
-                || self.provisioning.contains(&record.database)
-                || names::validate_database_name(&record.database).is_err()
-                || record.database == config.catalog.database()
+        for (database, creation) in &self.needs_provisioning {
+            if self.provisioning.len() >= config.tenants.provision_concurrency {
+                // The rest start as running ones finish.
+                break;
+            }
+            if self.provisioning.contains(database)
                 || self
                     .failures
-                    .get(&record.database)
+                    .get(database)
                     .is_some_and(|b| b.next_try > now)
             {
                 continue;
             }
-            if self.provisioning.len() >= config.tenants.provision_concurrency {
-                // The rest start as running ones finish (each completion refreshes).
-                break;
-            }
-            self.provisioning.insert(record.database.clone());
+            self.provisioning.insert(database.clone());
             started += 1;
             let provisioner = Provisioner::from_config(config);
-            let database = record.database.clone();
+            let (database, creation) = (database.clone(), *creation);
             let events = self.app.control.clone();
             self.tasks.spawn(async move {
-                let result = provisioner.provision(&database).await;
+                let result = provisioner.provision_with(&database, creation).await;
                 let _ = events.send(ControlEvent::Provisioned { database, result });
             });
         }
@@ -275,6 +399,7 @@ impl ControlLoop {
         }
     }
 
+    /// A provisioning result: recorded in the catalog, then that school alone re-read.
     async fn provisioned(&mut self, database: String, result: Result<Applied, ProvisionError>) {
         self.provisioning.remove(&database);
         self.app.metrics.provision(result.is_ok());
@@ -303,7 +428,7 @@ impl ControlLoop {
         if let Err(err) = recorded {
             tracing::warn!(school = %database, error = %err, "recording the provisioning result in the catalog failed");
         }
-        let _ = self.refresh().await;
+        let _ = self.update_schools(std::slice::from_ref(&database)).await;
     }
 
     /// SIGHUP: re-reads proxy.toml. A valid file applies what can change live; an invalid
@@ -376,6 +501,13 @@ impl ControlLoop {
         self.app.config.store(Arc::new(next));
         tracing::info!("configuration reloaded");
     }
+}
+
+/// Which schools a new snapshot may have changed.
+#[derive(Clone, Copy)]
+enum Changed<'a> {
+    Everything,
+    Schools(&'a [String]),
 }
 
 /// SIGHUP, or `None` when the handler cannot be installed (then a reload needs a restart).

@@ -87,6 +87,25 @@ pub const WORKER_SLOTS: usize = 64;
 /// `catalog_loaded_nanos` before the first snapshot.
 const NEVER: u64 = u64::MAX;
 
+/// How the control loop read the catalog: every row, or only the rows of the schools that
+/// notifications or a provisioning result named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    Full = 0,
+    Incremental = 1,
+}
+
+impl ReadKind {
+    pub const ALL: [ReadKind; 2] = [ReadKind::Full, ReadKind::Incremental];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incremental",
+        }
+    }
+}
+
 /// All metrics of one process. Shared as `Arc<Metrics>`; every method takes `&self`.
 pub struct Metrics {
     /// `http_requests_total`, indexed `[route][status slot]`.
@@ -105,6 +124,8 @@ pub struct Metrics {
     catalog_loaded_nanos: AtomicU64,
     catalog_refresh_ok: AtomicU64,
     catalog_refresh_error: AtomicU64,
+    /// `catalog_reads_total`, indexed by [`ReadKind`].
+    catalog_reads: [AtomicU64; 2],
     provision_ok: AtomicU64,
     provision_error: AtomicU64,
     /// `control_loop_restarts_total`: control loops that ended unexpectedly and were
@@ -180,6 +201,7 @@ impl Metrics {
             catalog_loaded_nanos: AtomicU64::new(NEVER),
             catalog_refresh_ok: AtomicU64::new(0),
             catalog_refresh_error: AtomicU64::new(0),
+            catalog_reads: Default::default(),
             provision_ok: AtomicU64::new(0),
             provision_error: AtomicU64::new(0),
             control_loop_restarts: AtomicU64::new(0),
@@ -237,6 +259,11 @@ impl Metrics {
             &self.catalog_refresh_error
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A successful catalog read that changed the snapshot, by kind.
+    pub fn catalog_read(&self, kind: ReadKind) {
+        self.catalog_reads[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn provision(&self, ok: bool) {

@@ -43,6 +43,18 @@ pub enum ProvisionError {
     },
     #[error(transparent)]
     Migrate(#[from] MigrateError),
+    /// A suspended school's database is migrated when it exists, never created.
+    #[error("database {database} does not exist; it is not created while the school is suspended (resume the school to create it)")]
+    Missing { database: String },
+}
+
+/// Whether provisioning may create a missing database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    /// Create it when missing (a new or an active school).
+    Allowed,
+    /// Migrate it only if it exists (a suspended school).
+    ExistingOnly,
 }
 
 /// Where provisioning connects.
@@ -75,17 +87,35 @@ impl Provisioner {
     /// Creates `database` if it is missing and applies every pending migration to it.
     /// `database` is validated here again: provisioning never acts on an unchecked name.
     pub async fn provision(&self, database: &str) -> Result<Applied, ProvisionError> {
+        self.provision_with(database, Creation::Allowed).await
+    }
+
+    /// [`Provisioner::provision`], creating the database only when `creation` allows it.
+    pub async fn provision_with(
+        &self,
+        database: &str,
+        creation: Creation,
+    ) -> Result<Applied, ProvisionError> {
         names::validate_database_name(database)?;
         let lock = MigrationLock::acquire(&self.catalog, self.connect_timeout, database).await?;
-        let result = self.provision_locked(database).await;
+        let result = self.provision_locked(database, creation).await;
         lock.release().await;
         result
     }
 
-    async fn provision_locked(&self, database: &str) -> Result<Applied, ProvisionError> {
+    async fn provision_locked(
+        &self,
+        database: &str,
+        creation: Creation,
+    ) -> Result<Applied, ProvisionError> {
         let target = pg::with_database(&self.tenants, database);
         let mut client = match pg::connect(&target, self.connect_timeout).await {
             Ok(client) => client,
+            Err(err) if err.is_missing_database() && creation == Creation::ExistingOnly => {
+                return Err(ProvisionError::Missing {
+                    database: database.to_string(),
+                });
+            }
             Err(err) if err.is_missing_database() => {
                 let admin = pg::connect(&self.tenants, self.connect_timeout).await?;
                 store::create_database(&admin, database)

@@ -189,6 +189,23 @@ pub async fn list_schools(client: &Client) -> Result<Vec<SchoolRecord>, CatalogE
     rows.iter().map(SchoolRecord::from_row).collect()
 }
 
+/// The rows of the schools whose database is in `databases` (one query, whatever their
+/// number), ordered by id: what an incremental update re-reads.
+pub async fn schools_named(
+    client: &Client,
+    databases: &[String],
+) -> Result<Vec<SchoolRecord>, CatalogError> {
+    let rows = client
+        .query(
+            &format!(
+                "select {SCHOOL_COLUMNS} from schools where school_database = any($1) order by school_id"
+            ),
+            &[&databases],
+        )
+        .await?;
+    rows.iter().map(SchoolRecord::from_row).collect()
+}
+
 pub async fn find_school(
     client: &Client,
     database: &str,

@@ -870,5 +870,181 @@ async fn failed_provisioning_is_retried_with_backoff() {
         "retried after {retried_after:?}"
     );
     assert_eq!(server.weeks_status(&token_for(&school)).await, 200);
+
+/// `catalog_reads_total{kind}` from the admin listener's /metrics.
+async fn catalog_reads(server: &TestServer, kind: &str) -> u64 {
+    let admin = server.admin.as_ref().unwrap();
+    let (status, _, body) = server
+        .request_to(admin, Method::GET, "/metrics", &[], None)
+        .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let series = format!("catalog_reads_total{{kind=\"{kind}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+async fn admin_post_refresh(server: &TestServer) -> Value {
+    let (status, _, body) = server
+        .request_to(
+            server.admin.as_ref().unwrap(),
+            Method::POST,
+            "/admin/refresh",
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    parse(&body)
+}
+
+#[tokio::test]
+async fn a_lost_notification_is_repaired_by_the_next_full_refresh() {
+    // A long refresh interval: only notifications and the admin refresh read the catalog.
+    let server = TestServer::start("[catalog]\nrefresh_interval = \"1h\"\n").await;
+    let (school, sentinel) = (server.scratch.db("lost"), server.scratch.db("sentinel"));
+    server.add_schools(&[&school, &sentinel]).await;
+    let token = token_for(&school);
+    assert_eq!(server.weeks_status(&token).await, 200);
+
+    // Suspended with the triggers off (replica role): no notification is sent.
+    let mut catalog = connect(&server.scratch.catalog()).await;
+    let tx = catalog.transaction().await.unwrap();
+    tx.batch_execute("set local session_replication_role = replica")
+        .await
+        .unwrap();
+    tx.execute(
+        "update schools set status = 'suspended' where school_database = $1",
+        &[&school],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    // A notified change after it is applied by an incremental read of that school alone;
+    // the lost change stays unseen (notifications are handled in order).
+    let incremental = catalog_reads(&server, "incremental").await;
+    catalog
+        .execute(
+            "update schools set school_name = 'Seen' where school_database = $1",
+            &[&sentinel],
+        )
+        .await
+        .unwrap();
+    wait_for("the notified change", Duration::from_secs(5), || async {
+        let snapshot = server.running().app.snapshot.load();
+        (snapshot.by_database(&sentinel)?.name == "Seen").then_some(())
+    })
+    .await;
+    assert!(catalog_reads(&server, "incremental").await > incremental);
+    assert_eq!(
+        server.weeks_status(&token).await,
+        200,
+        "the lost change is unseen"
+    );
+
+    // The next full read is the truth.
+    let full = catalog_reads(&server, "full").await;
+    let report = admin_post_refresh(&server).await;
+    assert_eq!(report["schools"], 2, "{report}");
+    assert_eq!(server.weeks_status(&token).await, 403);
+    assert!(catalog_reads(&server, "full").await > full);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_suspended_school_without_a_database_is_reported_and_not_created() {
+    let server = TestServer::start("").await;
+    let (ghost, kept) = (server.scratch.db("ghost"), server.scratch.db("kept"));
+    // `kept` has a database (empty, never migrated); `ghost` has none.
+    let admin = connect("postgres").await;
+    admin
+        .batch_execute(&format!("create database {kept}"))
+        .await
+        .unwrap();
+    let catalog = connect(&server.scratch.catalog()).await;
+    for database in [&ghost, &kept] {
+        catalog
+            .execute(
+                "insert into schools (school_name, school_database, status) values ('S', $1, 'suspended')",
+                &[database],
+            )
+            .await
+            .unwrap();
+    }
+
+    // The existing database is migrated, and the school stays suspended.
+    let latest = tenant_edge::tenancy::migrate::app_migrations().latest_version();
+    wait_for("kept to be migrated", Duration::from_secs(20), || async {
+        let row = catalog
+            .query_one(
+                "select db_version, status from schools where school_database = $1",
+                &[&kept],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i32>(0) == latest).then(|| row.get::<_, String>(1))
+    })
+    .await
+    .eq("suspended")
+    .then_some(())
+    .expect("kept stays suspended");
+    assert!(tables(&kept).await.contains(&"lunch_week".to_string()));
+
+    // The missing one is reported in the catalog, the admin API and `tenants list`.
+    let error: String = wait_for("ghost's report", Duration::from_secs(20), || async {
+        let row = catalog
+            .query_one(
+                "select last_error from schools where school_database = $1",
+                &[&ghost],
+            )
+            .await
+            .unwrap();
+        row.get::<_, Option<String>>(0)
+    })
+    .await;
+    assert!(error.contains("does not exist"), "{error}");
+    assert!(error.contains("suspended"), "{error}");
+    // The admin API shows it as the catalog has it once the notification is read.
+    wait_for(
+        "ghost's report in the admin API",
+        Duration::from_secs(5),
+        || async {
+            let (status, _, body) = server
+                .request_to(
+                    server.admin.as_ref().unwrap(),
+                    Method::GET,
+                    "/admin/schools",
+                    &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200);
+            let listed = parse(&body);
+            let entry = listed["schools"]
+                .as_array()?
+                .iter()
+                .find(|s| s["schoolDatabase"] == ghost.as_str())?
+                .clone();
+            let error = entry["lastError"].as_str()?;
+            (error.contains("does not exist") && entry["status"] == "suspended").then_some(())
+        },
+    )
+    .await;
+    let list = stdout(
+        &server
+            .scratch
+            .run(&server.scratch.dir.join("proxy.toml"), &["tenants", "list"]),
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&ghost) && l.contains("does not exist")),
+        "{list}"
+    );
+    // And its database was not created.
+    assert!(!server.scratch.databases().await.contains(&ghost));
     server.stop().await;
 }

@@ -189,6 +189,20 @@ impl Metrics {
         );
         header(
             out,
+            "catalog_reads_total",
+            "counter",
+            "Catalog reads that updated the snapshot: every row (full) or only the schools notifications or provisioning named (incremental).",
+        );
+        for kind in ReadKind::ALL {
+            let count = self.catalog_reads[kind as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "catalog_reads_total{{kind=\"{}\"}} {count}",
+                kind.as_str()
+            );
+        }
+        header(
+            out,
             "schools",
             "gauge",
             "Schools in the catalog, by status.",
