@@ -870,6 +870,8 @@ async fn failed_provisioning_is_retried_with_backoff() {
         "retried after {retried_after:?}"
     );
     assert_eq!(server.weeks_status(&token_for(&school)).await, 200);
+    server.stop().await;
+}
 
 /// `catalog_reads_total{kind}` from the admin listener's /metrics.
 async fn catalog_reads(server: &TestServer, kind: &str) -> u64 {
