@@ -458,17 +458,25 @@ impl ControlLoop {
         match Authenticator::new(&next.auth) {
             Ok(auth) => {
                 let auth = Arc::new(auth);
+                // The new authenticator gets its own refresher (the old one's ends when the
+                // old authenticator is dropped): without it the key set would never be
+                // fetched again after a reload.
+                let stop = self.stop.clone();
                 if next.auth.jwks_url.is_some() {
                     // Fetched in the background; until then the new settings verify with
                     // no keys, so keep the old authenticator until the fetch succeeds.
                     let app = self.app.clone();
                     self.tasks.spawn(async move {
                         match auth.refresh_keys().await {
-                            Ok(()) => app.auth.store(auth),
+                            Ok(()) => {
+                                auth.spawn_refresher(stop);
+                                app.auth.store(auth);
+                            }
                             Err(err) => tracing::error!(error = %err, "reloaded [auth] not applied: fetching the key set failed"),
                         }
                     });
                 } else {
+                    auth.spawn_refresher(stop);
                     self.app.auth.store(auth);
                 }
             }

@@ -490,3 +490,32 @@ async fn a_body_that_is_not_utf8_is_refused_even_in_an_ignored_field() {
     assert_eq!(status, 200, "{body}");
     server.stop().await;
 }
+
+/// A SIGHUP that points `[auth]` at another key set keeps that set fresh: the reloaded
+/// authenticator refreshes on `jwks_refresh_interval` like the first one did.
+#[tokio::test]
+async fn after_a_reload_the_new_key_set_is_still_refreshed() {
+    let scratch = Scratch::new();
+    let process = crate::process::ServerProcess::start(&scratch, "proxy.toml", "").await;
+    let jwks = JwksEndpoint::start(any_port(), None, 200, &fixture_text("jwks_a.json")).await;
+    let text = std::fs::read_to_string(&process.config).unwrap();
+    let file_line = format!("jwks_file = \"{}\"\n", fixture("jwks_a.json").display());
+    assert!(text.contains(&file_line), "{text}");
+    let reloaded = text.replace(
+        &file_line,
+        &format!(
+            "jwks_url = \"http://{}/.well-known/jwks.json\"\njwks_refresh_interval = \"1s\"\n",
+            jwks.address
+        ),
+    );
+    std::fs::write(&process.config, reloaded).unwrap();
+    process.signal("HUP");
+    // The reload fetches once; only a refresher fetches again, every second.
+    wait_for(
+        "the reloaded key set to be fetched three times",
+        Duration::from_secs(20),
+        || async { (jwks.hits() >= 3).then_some(()) },
+    )
+    .await;
+    assert_eq!(process.terminate(Duration::from_secs(10)).await, 0);
+}
