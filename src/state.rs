@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::lunch::menu_cache::MenuCache;
 use crate::pool::{Budget, PoolSettings};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::migrate::Applied;
@@ -72,6 +73,11 @@ pub struct App {
     pub draining: AtomicBool,
     /// Asks the control loop to act (refresh now).
     pub control: mpsc::UnboundedSender<ControlEvent>,
+    /// Public-week answers in memory (`[cache]`).
+    pub menu_cache: MenuCache,
+    /// Schools whose menus were written here, for the other replicas
+    /// (`control::menu_notify` sends them on).
+    pub menu_writes: mpsc::UnboundedSender<Arc<str>>,
 }
 
 /// Why the process is or is not ready for traffic.

@@ -21,8 +21,8 @@ use jsonwebtoken::Algorithm;
 use tokio_postgres::Config as PgConfig;
 
 pub use duration::{format_duration, parse_duration, HumanDuration};
-pub use size::{format_size, parse_size, HumanSize};
 use raw::RawConfig;
+pub use size::{format_size, parse_size, HumanSize};
 use validate::validate;
 
 /// The validated configuration.

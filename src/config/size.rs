@@ -12,7 +12,12 @@ use serde::{Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HumanSize(pub u64);
 
-const UNITS: [(&str, u64); 4] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)];
+const UNITS: [(&str, u64); 4] = [
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("B", 1),
+];
 
 /// Parses `"<digits><unit>"` with unit one of `B`, `KiB`, `MiB`, `GiB` (or no unit: bytes).
 pub fn parse_size(text: &str) -> Result<u64, String> {

@@ -14,8 +14,8 @@ use super::raw::{
     RawAdmin, RawAuth, RawCache, RawCatalog, RawConfig, RawLog, RawServer, RawTenants,
 };
 use super::{
-    is_hmac, AdminConfig, AuthConfig, CacheConfig, CatalogConfig, Config, ConfigError, HumanDuration, LogConfig,
-    LogFormat, Secret, ServerConfig, TenantsConfig, KNOWN_ALGORITHMS,
+    is_hmac, AdminConfig, AuthConfig, CacheConfig, CatalogConfig, Config, ConfigError,
+    HumanDuration, LogConfig, LogFormat, Secret, ServerConfig, TenantsConfig, KNOWN_ALGORITHMS,
 };
 use crate::domain::names;
 use crate::pg;

@@ -6,6 +6,7 @@
 //! `ArcSwap`. A failed refresh keeps the last good snapshot.
 
 pub mod listener;
+pub mod menu_notify;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -21,6 +22,7 @@ use crate::auth::Authenticator;
 use crate::config::{self, Config, ConfigSource};
 use crate::domain::names;
 use crate::domain::status::SchoolStatus;
+use crate::lunch::menu_cache::Origin;
 use crate::pool::PoolSettings;
 use crate::state::{App, ControlEvent, RefreshError, RefreshReport};
 use crate::tenancy::migrate::{self, Applied};
@@ -204,6 +206,15 @@ impl ControlLoop {
                 .is_some_and(|t| t.status == SchoolStatus::Active);
             if !still_served && old.pool.state().connections > 0 {
                 old.pool.close();
+            }
+            // Suspended, removed, moved or renamed: its cached menus go.
+            let same_slug = next
+                .by_database(&old.database)
+                .is_some_and(|t| t.slug == old.slug);
+            if old.status == SchoolStatus::Active && !(still_served && same_slug) {
+                self.app
+                    .menu_cache
+                    .drop_school(&old.database, Origin::Local);
             }
         }
         let next = Arc::new(next);

@@ -36,7 +36,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -57,8 +57,12 @@ const ENTRY_OVERHEAD: usize = 160;
 /// One public-week answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Menu {
-    /// 200: the week's body and its ETag.
-    Week { body: Bytes, etag: HeaderValue },
+    /// 200: the week's body and its ETag (`None` only if the tag were not a valid header
+    /// value, which a tag of hex digits and punctuation always is).
+    Week {
+        body: Bytes,
+        etag: Option<HeaderValue>,
+    },
     /// 404: "No menu has been published for the week of ...".
     NotPublished,
 }
@@ -66,7 +70,7 @@ pub enum Menu {
 impl Menu {
     fn cost(&self, database: &str) -> usize {
         let value = match self {
-            Menu::Week { body, etag } => body.len() + etag.len(),
+            Menu::Week { body, etag } => body.len() + etag.as_ref().map_or(0, HeaderValue::len),
             Menu::NotPublished => 0,
         };
         value + database.len() + ENTRY_OVERHEAD
@@ -476,9 +480,7 @@ impl MenuCache {
     }
 
     fn slot(&self, database: &str) -> usize {
-        let mut hasher = self.hasher.build_hasher();
-        database.hash(&mut hasher);
-        (hasher.finish() as usize) % GENERATION_SLOTS
+        (self.hasher.hash_one(database) as usize) % GENERATION_SLOTS
     }
 
     /// This worker's shard (the first one off the workers).
@@ -508,7 +510,9 @@ impl Drop for Leader<'_> {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding these locks; if something did, the map is still whole.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -537,7 +541,7 @@ mod tests {
     fn menu(text: &str) -> Menu {
         Menu::Week {
             body: Bytes::from(text.to_owned()),
-            etag: HeaderValue::from_static("W/\"1-1\""),
+            etag: Some(HeaderValue::from_static("W/\"1-1\"")),
         }
     }
 
@@ -561,7 +565,10 @@ mod tests {
         assert_eq!(load(&cache, &a, 6, "x").await, (menu("a6"), Outcome::Hit));
         // Dropping one school leaves the other's entries.
         cache.drop_school("school_a", Origin::Local);
-        assert_eq!(load(&cache, &a, 5, "a5'").await, (menu("a5'"), Outcome::Miss));
+        assert_eq!(
+            load(&cache, &a, 5, "a5'").await,
+            (menu("a5'"), Outcome::Miss)
+        );
         assert_eq!(load(&cache, &b, 5, "x").await, (menu("b5"), Outcome::Hit));
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses, stats.entries), (4, 4, 2));
@@ -579,7 +586,11 @@ mod tests {
         for day in 2..=28 {
             load(&cache, &db, day, &body).await;
             // Day 1 is read between inserts: CLOCK keeps it.
-            assert_eq!(load(&cache, &db, 1, &body).await.1, Outcome::Hit, "day {day}");
+            assert_eq!(
+                load(&cache, &db, 1, &body).await.1,
+                Outcome::Hit,
+                "day {day}"
+            );
             let stats = cache.stats();
             assert!(stats.bytes <= cost * 10, "{} > {}", stats.bytes, cost * 10);
         }
@@ -650,7 +661,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer, (menu("old"), Outcome::Miss));
-        assert_eq!(load(&cache, &db, 5, "new").await, (menu("new"), Outcome::Miss));
+        assert_eq!(
+            load(&cache, &db, 5, "new").await,
+            (menu("new"), Outcome::Miss)
+        );
         assert_eq!(load(&cache, &db, 5, "x").await, (menu("new"), Outcome::Hit));
         assert_eq!(cache.stats().invalidations_remote, 1);
     }
@@ -673,7 +687,10 @@ mod tests {
         let db: Arc<str> = "school_a".into();
         load(&cache, &db, 5, "a5").await;
         cache.set_live(false);
-        assert_eq!(load(&cache, &db, 5, "b").await, (menu("b"), Outcome::Bypassed));
+        assert_eq!(
+            load(&cache, &db, 5, "b").await,
+            (menu("b"), Outcome::Bypassed)
+        );
         // Back live: cleared, since notifications may have been lost meanwhile.
         cache.set_live(true);
         assert_eq!(cache.stats().entries, 0);
