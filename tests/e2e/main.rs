@@ -4,6 +4,7 @@
 mod api;
 mod control;
 mod edge;
+mod menu_cache;
 mod migrate;
 mod pipelining;
 mod process;
