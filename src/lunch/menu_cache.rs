@@ -663,6 +663,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer, (menu("old"), Outcome::Miss));
+        assert_eq!(cache.stats().entries, 0, "the old answer was not stored");
         assert_eq!(
             load(&cache, &db, 5, "new").await,
             (menu("new"), Outcome::Miss)
