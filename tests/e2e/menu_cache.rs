@@ -31,10 +31,14 @@ impl Replica {
         std::fs::write(&path, &text).unwrap();
         let config = tenant_edge::config::from_str(&text, &path, &|_| None).expect("config");
         let running = start(config).await.expect("replica starts");
-        wait_for("the replica to be ready", Duration::from_secs(20), || async {
-            let ready = running.app.readiness();
-            matches!(ready, tenant_edge::state::Readiness::Ready).then_some(())
-        })
+        wait_for(
+            "the replica to be ready",
+            Duration::from_secs(20),
+            || async {
+                let ready = running.app.readiness();
+                matches!(ready, tenant_edge::state::Readiness::Ready).then_some(())
+            },
+        )
         .await;
         Self {
             base: format!("http://{}", running.address),
@@ -490,5 +494,61 @@ async fn memory_stays_within_max_bytes_with_more_weeks_than_fit() {
     }
     let entries = metric(&server, &a.admin, "menu_cache_entries").await;
     assert!(entries > 0.0 && entries < 40.0, "{entries}");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_suspended_school_comes_back_without_its_old_menus() {
+    let (server, a) = first_replica("").await;
+    let school = server.scratch.db("paused");
+    add_schools(&server, &[&a], &[&school]).await;
+    let token = token_for(&school);
+    let (_, week) = server
+        .call(
+            &token,
+            Method::POST,
+            "/api/lunch-week",
+            Some(json!({"weekOf": "2020-01-06", "isPublished": true})),
+        )
+        .await;
+    let id = week["lunchWeekId"].as_i64().unwrap();
+    server
+        .call(
+            &token,
+            Method::POST,
+            &format!("/api/lunch-week/{id}/lunch-day"),
+            Some(json!({"day": "2020-01-06", "menuDetails": "Old"})),
+        )
+        .await;
+    assert_eq!(
+        menu_of(&public(&server, &a.base, &school, "2020-01-06").await.1),
+        Some("Old")
+    );
+    // Changed outside tenant-edge while the school is suspended, then resumed.
+    connect(&school)
+        .await
+        .execute("update lunch_day set menu_details = 'New'", &[])
+        .await
+        .unwrap();
+    let admin = server.admin.clone().unwrap();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    for action in ["suspend", "resume"] {
+        let path = format!("/admin/schools/{school}/{action}");
+        let (status, _, _) = server
+            .request_to(
+                &admin,
+                Method::POST,
+                &path,
+                &[("authorization", &auth)],
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{action}");
+    }
+    a.wait_serving(&[&school]).await;
+    assert_eq!(
+        menu_of(&public(&server, &a.base, &school, "2020-01-06").await.1),
+        Some("New")
+    );
     a.stop().await;
 }
