@@ -534,6 +534,42 @@ async fn a_suspended_school_comes_back_without_its_old_menus() {
         menu_of(&public(&server, &a.base, &school, "2020-01-06").await.1),
         Some("Old")
     );
+    // From memory, If-None-Match and HEAD answer as from the database.
+    let path = format!(
+        "/api/lunch-week-public/{}/2020-01-06",
+        school.replace('_', "-")
+    );
+    let hits = a.running().app.menu_cache.stats().hits;
+    let (_, headers, body) = server
+        .request_to(&a.base, Method::GET, &path, &[], None)
+        .await;
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    let (status, headers, empty) = server
+        .request_to(
+            &a.base,
+            Method::GET,
+            &path,
+            &[("if-none-match", &etag)],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, headers["etag"].to_str().unwrap(), empty.len()),
+        (304, etag.as_str(), 0)
+    );
+    let (status, headers, empty) = server
+        .request_to(&a.base, Method::HEAD, &path, &[], None)
+        .await;
+    assert_eq!(
+        (status, headers["etag"].to_str().unwrap(), empty.len()),
+        (200, etag.as_str(), 0)
+    );
+    assert_eq!(
+        headers["content-length"].to_str().unwrap(),
+        body.len().to_string()
+    );
+    assert_eq!(a.running().app.menu_cache.stats().hits, hits + 3);
+
     // Changed outside tenant-edge while the school is suspended, then resumed.
     connect(&school)
         .await
