@@ -1,7 +1,7 @@
 //! The application state shared by the data path and the control path.
 //!
 //! Everything a request reads lives behind an `ArcSwap` (loaded without a lock) or an
-//! atomic. Only the control loop stores new values. There are no globals: tests start
+//! atomic, except the menu cache, whose hit path locks only its own worker's shard. Only the control loop stores new values. There are no globals: tests start
 //! several apps in one process.
 
 use std::sync::atomic::{AtomicBool, Ordering};
