@@ -24,6 +24,10 @@
 #   BENCH_MANY_SCHOOLS=300   schools of the many-schools scenario; 0 skips it
 #   BENCH_MANY_CONNECTIONS=32
 #   BENCH_ZIPF_S=1.0         Zipf exponent of the many-schools scenario
+#   BENCH_MANY_ENDPOINT=week  week: GET /api/lunch-week/:id with each school's token; public:
+#                            GET /api/lunch-week-public/:slug/:weekOf by each school's slug
+#                            (the published-menu cache; its hit ratio is reported)
+#   BENCH_CACHE=1            [cache] enabled (1) or not (0)
 #   BENCH_POOL_SIZE=8        [tenants] pool_max_size
 #   BENCH_PIPELINE_DEPTH=16  [tenants] pipeline_depth (1: one request per connection)
 #   BENCH_WORKERS=0          [server] worker_threads (0: one per core, the default)
@@ -48,6 +52,8 @@ ENDPOINTS="${BENCH_ENDPOINTS-list week public post}"  # empty: only the many-sch
 MANY_SCHOOLS="${BENCH_MANY_SCHOOLS:-300}"
 MANY_CONNECTIONS="${BENCH_MANY_CONNECTIONS:-32}"
 ZIPF_S="${BENCH_ZIPF_S:-1.0}"
+MANY_ENDPOINT="${BENCH_MANY_ENDPOINT:-week}"
+CACHE="${BENCH_CACHE:-1}"
 POOL_SIZE="${BENCH_POOL_SIZE:-8}"
 PIPELINE_DEPTH="${BENCH_PIPELINE_DEPTH:-16}"
 WORKERS="${BENCH_WORKERS:-0}"
@@ -126,6 +132,7 @@ TOKENS_BIN="$ROOT/target/release/examples/bench-tokens"
 
 PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
+ADMIN_PORT="$(free_port)"
 CONFIG="$WORK/proxy.toml"
 cat >"$CONFIG" <<EOF
 [server]
@@ -146,10 +153,21 @@ provision_concurrency = 4
 algorithms = ["RS256"]
 jwks_file = "$ROOT/tests/fixtures/jwks_a.json"
 
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+
+[cache]
+enabled = $([[ "$CACHE" == 1 ]] && echo true || echo false)
+
 [log]
 format = "json"
 level = "$LOG_LEVEL"
 EOF
+
+cache_counts() { # "hits misses" of the published-menu cache, from /metrics
+    curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" \
+        | awk '$1 == "menu_cache_hits_total" {h = $2} $1 == "menu_cache_misses_total" {m = $2} END {print h + 0, m + 0}'
+}
 
 add_schools() { # names...: catalog rows with only the original three columns, as the course did
     local values="" name
@@ -314,16 +332,24 @@ if [[ "$MANY_SCHOOLS" -gt 0 ]]; then
     ) >"$WORK/activity" &
     SAMPLER_PID=$!
 
+    printf '%s\n' "${MANY[@]//_/-}" >"$WORK/many_slugs"
+    if [[ "$MANY_ENDPOINT" == public ]]; then
+        MANY_PATH="/api/lunch-week-public/{slug}/$WEEK_OF"; MANY_FILE="$WORK/many_slugs"
+    else
+        MANY_PATH="/api/lunch-week/$WEEK_ID"; MANY_FILE="$WORK/many_tokens"
+    fi
     zipf() { # seconds
-        BENCH_DIR="$BENCH_DIR" BENCH_TOKENS_FILE="$WORK/many_tokens" BENCH_ZIPF_S="$ZIPF_S" BENCH_PATH="/api/lunch-week/$WEEK_ID" \
+        BENCH_DIR="$BENCH_DIR" BENCH_TOKENS_FILE="$MANY_FILE" BENCH_ZIPF_S="$ZIPF_S" BENCH_PATH="$MANY_PATH" \
             wrk -t2 -c"$MANY_CONNECTIONS" -d"${1}s" --latency -s "$BENCH_DIR/wrk/zipf.lua" "$BASE/" | grep '^RESULT'
     }
-    log "many schools: GET /api/lunch-week/:id at $MANY_CONNECTIONS connections, Zipf s=$ZIPF_S: warm-up ${WARMUP}s"
+    log "many schools: GET $MANY_PATH at $MANY_CONNECTIONS connections, Zipf s=$ZIPF_S: warm-up ${WARMUP}s"
     [[ "$WARMUP" -gt 0 ]] && zipf "$WARMUP" >/dev/null
     sessions_sql="select coalesce(sum(sessions), 0) from pg_stat_database where datname like '${RUN_ID}\\_z%'"
     sessions0="$(psql_q -d postgres -c "$sessions_sql")"
     read -r user0 sys0 < <(cpu_split "$SERVER_PID")
+    read -r hits0 misses0 < <(cache_counts)
     result="$(zipf "$DURATION")"
+    read -r hits1 misses1 < <(cache_counts)
     read -r user1 sys1 < <(cpu_split "$SERVER_PID")
     sessions1="$(psql_q -d postgres -c "$sessions_sql")"
     kill "$SAMPLER_PID" 2>/dev/null || true
@@ -332,16 +358,18 @@ if [[ "$MANY_SCHOOLS" -gt 0 ]]; then
     peak_connections="$(sort -n "$WORK/activity" | tail -1)"
     rss=$(peak_rss_kib "$SERVER_PID")
     requests=$(field requests "$result"); duration=$(field duration_us "$result")
-    MANY_LINES+=("| schools | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | peak PG connections (max_total_connections 80, max_connections $(psql_q -d postgres -c 'show max_connections')) | PG connections opened | CPU µs/req | peak RSS MiB |")
-    MANY_LINES+=("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    MANY_LINES+=("| schools | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | peak PG connections (max_total_connections 80, max_connections $(psql_q -d postgres -c 'show max_connections')) | PG connections opened | CPU µs/req | peak RSS MiB | menu cache hit ratio |")
+    MANY_LINES+=("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     MANY_LINES+=("$(awk -v m="$MANY_SCHOOLS" -v c="$MANY_CONNECTIONS" -v n="$requests" -v d="$duration" \
         -v p50="$(field p50_us "$result")" -v p99="$(field p99_us "$result")" -v st="$(field status "$result")" \
         -v so="$(( $(field connect "$result") + $(field read "$result") + $(field write "$result") + $(field timeout "$result") ))" \
         -v pc="$peak_connections" -v opened="$(( sessions1 - sessions0 ))" \
-        -v t="$(( (user1 - user0) + (sys1 - sys0) ))" -v hz="$CLK_TCK" -v rss="$rss" 'BEGIN {
+        -v t="$(( (user1 - user0) + (sys1 - sys0) ))" -v hz="$CLK_TCK" -v rss="$rss" \
+        -v hits="$(( hits1 - hits0 ))" -v misses="$(( misses1 - misses0 ))" 'BEGIN {
             rps = n / (d / 1e6);
-            printf "| %d | %d | %.0f | %.2f | %.2f | %d | %d | %d | %d | %.0f | %.1f |",
-                m, c, rps, p50 / 1000, p99 / 1000, st, so, pc, opened, t * 1e6 / hz / n, rss / 1024 }')")
+            ratio = (hits + misses > 0) ? sprintf("%.3f", hits / (hits + misses)) : "-";
+            printf "| %d | %d | %.0f | %.2f | %.2f | %d | %d | %d | %d | %.0f | %.1f | %s |",
+                m, c, rps, p50 / 1000, p99 / 1000, st, so, pc, opened, t * 1e6 / hz / n, rss / 1024, ratio }')")
     printf '%s\n' "${MANY_LINES[@]}" >&2
 fi
 
@@ -350,14 +378,14 @@ fi
 {
     echo "tenant-edge bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
     echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(psql_q -d postgres -c 'show server_version' | cut -d' ' -f1) PostgreSQL"
-    echo "settings: ${DURATION}s measured in $SLICES slices alternating with pgbench, after ${WARMUP}s warm-up, wrk -t2, pgbench -M prepared -j 2 (TLS off), worker_threads $WORKERS, pool_max_size $POOL_SIZE, pipeline_depth $PIPELINE_DEPTH, log level $LOG_LEVEL"
+    echo "settings: [cache] enabled $CACHE, ${DURATION}s measured in $SLICES slices alternating with pgbench, after ${WARMUP}s warm-up, wrk -t2, pgbench -M prepared -j 2 (TLS off), worker_threads $WORKERS, pool_max_size $POOL_SIZE, pipeline_depth $PIPELINE_DEPTH, log level $LOG_LEVEL"
     echo
     echo "$HEADER"
     echo "$RULE"
     printf '%s\n' "${ROWS[@]}"
     if [[ ${#MANY_LINES[@]} -gt 0 ]]; then
         echo
-        echo "Many schools (GET /api/lunch-week/:id, Zipf s=$ZIPF_S over the schools' tokens):"
+        echo "Many schools (GET $MANY_PATH, Zipf s=$ZIPF_S over the schools), [cache] enabled = $CACHE:"
         echo
         printf '%s\n' "${MANY_LINES[@]}"
     fi

@@ -19,11 +19,12 @@ use tokio_util::sync::CancellationToken;
 use crate::admin;
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::Config;
-use crate::control::{supervisor, ControlLoop};
+use crate::control::{menu_notify, supervisor, ControlLoop};
 use crate::edge::server;
 use crate::edge::service::Site;
 use crate::edge::static_files::StaticFiles;
 use crate::edge::workers::{self, Workers};
+use crate::lunch::menu_cache::MenuCache;
 use crate::lunch::queries;
 use crate::pool::{Budget, PoolSettings};
 use crate::state::{App, ControlEvent, RefreshError, RefreshReport};
@@ -76,7 +77,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let static_files = static_files(&config)?;
     let worker_count = workers::count(config.server.worker_threads);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let app = build_app(&config, auth.clone(), worker_count, control_tx);
+    let (menu_writes, menu_writes_rx) = mpsc::unbounded_channel();
+    let app = build_app(&config, auth.clone(), worker_count, control_tx, menu_writes);
 
     let listeners =
         workers::bind(config.server.listen, worker_count).map_err(StartError::Listen)?;
@@ -89,7 +91,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let stop_accepting = CancellationToken::new();
     let stop_background = CancellationToken::new();
-    let background = spawn_background(&app, &auth, control_rx, admin_listener, &stop_background);
+    let mut background =
+        spawn_background(&app, &auth, control_rx, admin_listener, &stop_background);
+    if config.cache.enabled {
+        background.push(tokio::spawn(menu_notify::run(
+            app.clone(),
+            menu_writes_rx,
+            stop_background.clone(),
+        )));
+    }
     let site = Arc::new(Site {
         app: app.clone(),
         static_files,
@@ -133,6 +143,7 @@ fn build_app(
     auth: Arc<Authenticator>,
     worker_count: usize,
     control: mpsc::UnboundedSender<ControlEvent>,
+    menu_writes: mpsc::UnboundedSender<Arc<str>>,
 ) -> Arc<App> {
     let budget = Budget::new(config.tenants.max_total_connections);
     Arc::new(App {
@@ -151,6 +162,8 @@ fn build_app(
         control_running: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         control,
+        menu_cache: MenuCache::new(&config.cache, worker_count),
+        menu_writes,
         config: ArcSwap::new(config.clone()),
     })
 }

@@ -1,7 +1,7 @@
 //! The application state shared by the data path and the control path.
 //!
 //! Everything a request reads lives behind an `ArcSwap` (loaded without a lock) or an
-//! atomic. Only the control loop stores new values. There are no globals: tests start
+//! atomic, except the menu cache, whose hit path locks only its own worker's shard. Only the control loop stores new values. There are no globals: tests start
 //! several apps in one process.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::lunch::menu_cache::MenuCache;
 use crate::pool::{Budget, PoolSettings};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::migrate::Applied;
@@ -75,6 +76,11 @@ pub struct App {
     pub draining: AtomicBool,
     /// Asks the control loop to act (refresh now).
     pub control: mpsc::UnboundedSender<ControlEvent>,
+    /// Public-week answers in memory (`[cache]`).
+    pub menu_cache: MenuCache,
+    /// Schools whose menus were written here, for the other replicas
+    /// (`control::menu_notify` sends them on).
+    pub menu_writes: mpsc::UnboundedSender<Arc<str>>,
 }
 
 /// Why the process is or is not ready for traffic.

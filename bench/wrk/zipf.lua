@@ -1,6 +1,8 @@
 -- Many schools: every request carries the token of one school drawn from a Zipf
 -- distribution (rank k has weight 1/k^s) over the tokens in BENCH_TOKENS_FILE, one per
 -- line, most popular first. BENCH_ZIPF_S sets s (default 1.0); BENCH_PATH the path.
+-- When BENCH_PATH contains {slug}, the file's lines are school slugs instead: each request
+-- is that path with {slug} replaced and no Authorization header (the public route).
 package.path = os.getenv("BENCH_DIR") .. "/wrk/?.lua;" .. package.path
 require "report"
 
@@ -11,8 +13,13 @@ local path = os.getenv("BENCH_PATH") or "/api/lunch-week"
 
 function init(args)
    local s = tonumber(os.getenv("BENCH_ZIPF_S") or "1.0")
+   local by_slug = path:find("{slug}", 1, true)
    for line in io.lines(os.getenv("BENCH_TOKENS_FILE")) do
-      if line ~= "" then tokens[#tokens + 1] = "Bearer " .. line end
+      if line ~= "" and by_slug then
+         tokens[#tokens + 1] = (path:gsub("{slug}", line))
+      elseif line ~= "" then
+         tokens[#tokens + 1] = "Bearer " .. line
+      end
    end
    local total = 0
    for k = 1, #tokens do
@@ -35,6 +42,9 @@ local function pick()
 end
 
 function request()
+   if path:find("{slug}", 1, true) then
+      return wrk.format("GET", pick(), headers)
+   end
    headers["Authorization"] = pick()
    return wrk.format("GET", path, headers)
 end

@@ -16,6 +16,7 @@
 //! POST   /admin/schools/{database}/suspend
 //! POST   /admin/schools/{database}/resume
 //! DELETE /admin/schools/{database}
+//! DELETE /admin/schools/{database}/cache     drop its published-menu cache on this replica
 //! POST   /admin/refresh                    re-read the catalog now
 //! ```
 
@@ -37,6 +38,7 @@ use crate::domain::status::SchoolStatus;
 use crate::edge::error::ApiError;
 use crate::edge::request_id;
 use crate::edge::server::{self, Handler};
+use crate::lunch::menu_cache::Origin;
 use crate::lunch::router::RouteError;
 use crate::state::App;
 use crate::state::ControlEvent;
@@ -157,6 +159,7 @@ async fn respond(app: &App, parts: &Parts, body: Incoming) -> Result<Response<Bo
             set_status(app, database, SchoolStatus::Active).await
         }
         (&Method::DELETE, ["admin", "schools", database]) => remove(app, database).await,
+        (&Method::DELETE, ["admin", "schools", database, "cache"]) => drop_cache(app, database),
         (&Method::POST, ["admin", "refresh"]) => {
             let report = refresh(app).await?;
             Ok(reply(
@@ -318,6 +321,18 @@ async fn remove(app: &App, database: &str) -> Result<Response<Body>, ApiError> {
     }
 }
 
+/// Drops a school's published-menu cache entries on this replica.
+fn drop_cache(app: &App, database: &str) -> Result<Response<Body>, ApiError> {
+    if app.snapshot.load().by_database(database).is_none() {
+        return Err(ApiError::UnknownSchool(database.to_owned()));
+    }
+    app.menu_cache.drop_school(database, Origin::Local);
+    Ok(reply(
+        StatusCode::OK,
+        json!({ "schoolDatabase": database, "cacheDropped": true }),
+    ))
+}
+
 /// The metrics text, with the pool gauges of the current snapshot.
 fn render_metrics(app: &App) -> String {
     let snapshot = app.snapshot.load();
@@ -343,5 +358,6 @@ fn render_metrics(app: &App) -> String {
     });
     let ready = matches!(app.readiness(), crate::state::Readiness::Ready);
     crate::telemetry::metrics::Metrics::render_readiness(&mut text, ready);
+    crate::telemetry::metrics::Metrics::render_menu_cache(&mut text, &app.menu_cache.stats());
     text
 }

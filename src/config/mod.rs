@@ -10,6 +10,7 @@
 mod duration;
 mod raw;
 mod render;
+mod size;
 mod validate;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use tokio_postgres::Config as PgConfig;
 
 pub use duration::{format_duration, parse_duration, HumanDuration};
 use raw::RawConfig;
+pub use size::{format_size, parse_size, HumanSize};
 use validate::validate;
 
 /// The validated configuration.
@@ -36,6 +38,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub cache: CacheConfig,
     /// Things that are allowed but probably not what the operator meant.
     pub warnings: Vec<String>,
 }
@@ -135,6 +138,17 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
     /// Schools with their own label in per-school metrics; the rest are `other`.
     pub metrics_top_schools: usize,
+}
+
+/// `[cache]`: the published-menu cache (see `lunch::menu_cache`).
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bound on the bytes held (bodies, tags and keys), across all worker threads.
+    pub max_bytes: u64,
+    /// The longest an entry lives when no invalidation reaches it (writes made outside
+    /// tenant-edge are seen after this).
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,6 +336,9 @@ mod tests {
         assert_eq!(config.tenants.pool_max_size, 8);
         assert_eq!(config.auth.algorithms, vec![Algorithm::RS256]);
         assert!(config.server.cors_origins.is_none());
+        assert!(config.cache.enabled);
+        assert_eq!(config.cache.max_bytes, 64 << 20);
+        assert_eq!(config.cache.max_age, Duration::from_secs(300));
     }
 
     #[test]
@@ -340,6 +357,36 @@ mod tests {
                 "unknown field `listne`",
             ),
             ("[nope]\n", Some(1), Some("nope"), "unknown field `nope`"),
+            (
+                "[cache]\nenabled = true\nmax_bytes = \"64MB\"\n",
+                Some(3),
+                Some("cache.max_bytes"),
+                "unknown unit",
+            ),
+            (
+                "[cache]\nmax_bytes = -5\n",
+                Some(2),
+                Some("cache.max_bytes"),
+                "must not be negative",
+            ),
+            (
+                "[cache]\nmax_bytes = 0\n",
+                None,
+                Some("cache.max_bytes"),
+                "must be greater than 0",
+            ),
+            (
+                "[cache]\nmax_age = \"0s\"\n",
+                None,
+                Some("cache.max_age"),
+                "must be longer than 0s",
+            ),
+            (
+                "[cache]\nmax_entries = 5\n",
+                Some(2),
+                Some("cache.max_entries"),
+                "unknown field `max_entries`",
+            ),
             (
                 "[server]\nheader_read_timeout = \"5x\"\n",
                 Some(2),

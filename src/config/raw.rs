@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
+use super::size::HumanSize;
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -19,6 +20,7 @@ pub struct RawConfig {
     pub auth: RawAuth,
     pub admin: RawAdmin,
     pub log: RawLog,
+    pub cache: RawCache,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -169,6 +171,24 @@ impl Default for RawLog {
         Self {
             format: "auto".into(),
             level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub enabled: bool,
+    pub max_bytes: HumanSize,
+    pub max_age: HumanDuration,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: HumanSize(64 << 20),
+            max_age: HumanDuration::secs(300),
         }
     }
 }

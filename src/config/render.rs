@@ -8,8 +8,10 @@ use std::path::Path;
 
 use jsonwebtoken::Algorithm;
 
-use super::raw::{RawAdmin, RawAuth, RawCatalog, RawConfig, RawLog, RawServer, RawTenants};
-use super::{Config, HumanDuration, LogFormat, Secret, KNOWN_ALGORITHMS};
+use super::raw::{
+    RawAdmin, RawAuth, RawCache, RawCatalog, RawConfig, RawLog, RawServer, RawTenants,
+};
+use super::{Config, HumanDuration, HumanSize, LogFormat, Secret, KNOWN_ALGORITHMS};
 use crate::pg;
 
 const REDACTED: &str = "<redacted>";
@@ -93,6 +95,11 @@ impl Config {
                 }
                 .into(),
                 level: self.log.level.clone(),
+            },
+            cache: RawCache {
+                enabled: self.cache.enabled,
+                max_bytes: HumanSize(self.cache.max_bytes),
+                max_age: HumanDuration(self.cache.max_age),
             },
         }
     }

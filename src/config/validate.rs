@@ -12,10 +12,12 @@ use jsonwebtoken::Algorithm;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use super::raw::{RawAdmin, RawAuth, RawCatalog, RawConfig, RawLog, RawServer, RawTenants};
+use super::raw::{
+    RawAdmin, RawAuth, RawCache, RawCatalog, RawConfig, RawLog, RawServer, RawTenants,
+};
 use super::{
-    is_hmac, AdminConfig, AuthConfig, CatalogConfig, Config, ConfigError, HumanDuration, LogConfig,
-    LogFormat, Secret, ServerConfig, TenantsConfig, KNOWN_ALGORITHMS,
+    is_hmac, AdminConfig, AuthConfig, CacheConfig, CatalogConfig, Config, ConfigError,
+    HumanDuration, LogConfig, LogFormat, Secret, ServerConfig, TenantsConfig, KNOWN_ALGORITHMS,
 };
 use crate::domain::names;
 use crate::pg;
@@ -75,6 +77,7 @@ pub(super) fn validate(
     let auth = auth(raw.auth, &keys)?;
     let admin = admin(raw.admin, &server, &keys)?;
     let log = log(raw.log, &keys)?;
+    let cache = cache(raw.cache, &keys)?;
     let mut config = Config {
         source: file.to_path_buf(),
         server,
@@ -83,6 +86,7 @@ pub(super) fn validate(
         auth,
         admin,
         log,
+        cache,
         warnings: Vec::new(),
     };
     config.warnings = config.collect_warnings();
@@ -356,6 +360,14 @@ fn log(l: RawLog, keys: &Keys) -> Result<LogConfig, ConfigError> {
     Ok(LogConfig {
         format,
         level: l.level,
+    })
+}
+
+fn cache(c: RawCache, keys: &Keys) -> Result<CacheConfig, ConfigError> {
+    Ok(CacheConfig {
+        enabled: c.enabled,
+        max_bytes: keys.positive("cache.max_bytes", c.max_bytes.0)?,
+        max_age: keys.nonzero("cache.max_age", c.max_age)?,
     })
 }
 

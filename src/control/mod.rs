@@ -14,6 +14,7 @@
 //! O(catalog × new schools). A lost notification is repaired by the next full refresh.
 
 pub mod listener;
+pub mod menu_notify;
 pub mod supervisor;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,6 +31,7 @@ use crate::auth::Authenticator;
 use crate::config::{self, Config, ConfigSource};
 use crate::domain::names;
 use crate::domain::status::SchoolStatus;
+use crate::lunch::menu_cache::Origin;
 use crate::pool::PoolSettings;
 use crate::state::{App, ControlEvent, RefreshError, RefreshReport};
 use crate::telemetry::metrics::ReadKind;
@@ -287,6 +289,15 @@ impl ControlLoop {
             let still_served = now.is_some_and(|t| t.status == SchoolStatus::Active);
             if !still_served && old.pool.state().connections > 0 {
                 old.pool.close();
+            }
+            // Suspended, removed, moved or renamed: its cached menus go.
+            let same_slug = next
+                .by_database(&old.database)
+                .is_some_and(|t| t.slug == old.slug);
+            if old.status == SchoolStatus::Active && !(still_served && same_slug) {
+                self.app
+                    .menu_cache
+                    .drop_school(&old.database, Origin::Local);
             }
         };
         match changed {

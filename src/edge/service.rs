@@ -26,6 +26,7 @@ use crate::edge::request_id::{self, RequestId};
 use crate::edge::server::Handler;
 use crate::edge::static_files::StaticFiles;
 use crate::lunch::handlers::{self, Reply};
+use crate::lunch::menu_cache::{Menu, Origin};
 use crate::lunch::model;
 use crate::lunch::router::{self, Route, RouteName};
 use crate::pool::TenantConnection;
@@ -214,8 +215,15 @@ async fn serve_api(
         Ok(input) => input?,
         Err(_) => return Err(ApiError::BodyTimeout),
     };
-    let reply = run_in_time(app, &tenant, route, input, deadline).await?;
-    Ok(match reply {
+    if let Route::PublicWeek { week_of, .. } = route {
+        return public_week(app, &tenant, route, week_of, &parts.headers, deadline).await;
+    }
+    let reply = run_in_time(app, &tenant, route, input, deadline).await;
+    if writes_menus(route) {
+        // Before the response is sent, and after a failure too (it may have committed).
+        menus_written(app, &tenant);
+    }
+    Ok(match reply? {
         Reply::Json(body) => with_etag(&parts.headers, body),
         Reply::Empty => {
             let mut response = Response::new(Body::default());
@@ -225,6 +233,62 @@ async fn serve_api(
             response
         }
     })
+}
+
+/// The public week: from the published-menu cache, or from the school's database (the
+/// 404 "No menu has been published" answer alike).
+async fn public_week(
+    app: &App,
+    tenant: &Arc<Tenant>,
+    route: Route<'_>,
+    week_of: crate::domain::date::Date,
+    request: &http::HeaderMap,
+    deadline: tokio::time::Instant,
+) -> Result<Response<Body>, ApiError> {
+    let fetch = || async {
+        match run_in_time(app, tenant, route, Input::None, deadline).await {
+            Ok(Reply::Json(body)) => {
+                let etag = HeaderValue::from_str(&etag::body_etag(&body)).ok();
+                Ok(Menu::Week {
+                    body: Bytes::from(body),
+                    etag,
+                })
+            }
+            Ok(Reply::Empty) => Err(ApiError::Route(router::RouteError::NotFound)),
+            Err(ApiError::NoPublishedWeek(_)) => Ok(Menu::NotPublished),
+            Err(err) => Err(err),
+        }
+    };
+    let (menu, _) = app
+        .menu_cache
+        .get_or_fetch(&tenant.database, week_of, fetch)
+        .await?;
+    match menu {
+        Menu::Week { body, etag } => Ok(tagged(request, body, etag)),
+        Menu::NotPublished => Err(ApiError::NoPublishedWeek(week_of)),
+    }
+}
+
+/// The routes that change a school's weeks or days.
+fn writes_menus(route: Route<'_>) -> bool {
+    matches!(
+        route,
+        Route::CreateWeek
+            | Route::UpdateWeek(_)
+            | Route::DeleteWeek(_)
+            | Route::CreateDay(_)
+            | Route::UpdateDay(..)
+            | Route::DeleteDay(..)
+    )
+}
+
+/// A write to the school's menus: its cached answers go now, and the other replicas are
+/// told through the control path (never waited on here).
+fn menus_written(app: &App, tenant: &Tenant) {
+    if app.menu_cache.enabled() {
+        app.menu_cache.drop_school(&tenant.database, Origin::Local);
+        let _ = app.menu_writes.send(tenant.database.clone());
+    }
 }
 
 /// The school of a public route: reached only through the catalog snapshot, by slug.
@@ -425,8 +489,12 @@ async fn read_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Bytes, A
 }
 
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    json_bytes_response(status, Bytes::from(body))
+}
+
+fn json_bytes_response(status: StatusCode, body: Bytes) -> Response<Body> {
     let length = body.len();
-    let mut response = Response::new(Body::new(Bytes::from(body)));
+    let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, JSON);
@@ -437,16 +505,24 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 /// A 200 JSON response with a weak ETag; `If-None-Match` with that tag gets a 304, as the
 /// original's Express did (browsers revalidate with it).
 fn with_etag(request: &http::HeaderMap, body: Vec<u8>) -> Response<Body> {
-    let tag = etag::body_etag(&body);
-    let mut response = if etag::matches_if_none_match(request, tag.as_bytes()) {
+    let tag = HeaderValue::from_str(&etag::body_etag(&body)).ok();
+    tagged(request, Bytes::from(body), tag)
+}
+
+/// A 200 JSON response with its ETag, or 304 when `If-None-Match` names the tag.
+fn tagged(request: &http::HeaderMap, body: Bytes, tag: Option<HeaderValue>) -> Response<Body> {
+    let not_modified = tag
+        .as_ref()
+        .is_some_and(|tag| etag::matches_if_none_match(request, tag.as_bytes()));
+    let mut response = if not_modified {
         let mut response = Response::new(Body::default());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response
     } else {
-        json_response(StatusCode::OK, body)
+        json_bytes_response(StatusCode::OK, body)
     };
-    if let Ok(value) = HeaderValue::from_str(&tag) {
-        response.headers_mut().insert(ETAG, value);
+    if let Some(tag) = tag {
+        response.headers_mut().insert(ETAG, tag);
     }
     response
 }

@@ -9,6 +9,7 @@
 
 pub mod handlers;
 pub mod json;
+pub mod menu_cache;
 pub mod model;
 pub mod queries;
 pub mod router;

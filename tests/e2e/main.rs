@@ -5,6 +5,7 @@ mod api;
 mod control;
 mod edge;
 mod identity;
+mod menu_cache;
 mod migrate;
 mod pipelining;
 mod process;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::lunch::menu_cache::CacheStats;
 
 impl Metrics {
     /// The text exposition format (version 0.0.4) of every metric.
@@ -34,6 +35,40 @@ impl Metrics {
             "1 while /readyz answers 200 (catalog loaded, keys fetched, not draining).",
         );
         let _ = writeln!(out, "ready {}", u8::from(ready));
+    }
+
+    /// The published-menu cache's series (`lunch::menu_cache`), from its counters as the
+    /// caller read them.
+    pub fn render_menu_cache(out: &mut String, stats: &CacheStats) {
+        let lines: [(&str, &str, &str, String); 7] = [
+            ("menu_cache_hits_total", "counter", "Public weeks answered from memory (including requests that waited on another's query of the same week).", stats.hits.saturating_add(stats.joined).to_string()),
+            ("menu_cache_misses_total", "counter", "Public weeks read from the database and stored.", stats.misses.to_string()),
+            ("menu_cache_bypassed_total", "counter", "Public weeks read from the database while the cache was off (notification connection down).", stats.bypassed.to_string()),
+            ("menu_cache_bytes", "gauge", "Bytes held by the published-menu cache (bodies, tags and keys).", stats.bytes.to_string()),
+            ("menu_cache_max_bytes", "gauge", "[cache] max_bytes.", stats.max_bytes.to_string()),
+            ("menu_cache_entries", "gauge", "Public-week answers held.", stats.entries.to_string()),
+            ("menu_cache_live", "gauge", "1 while the cache answers (its notification connection listens).", u8::from(stats.live).to_string()),
+        ];
+        for (name, kind, help, value) in lines {
+            header(out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        header(
+            out,
+            "menu_cache_invalidations_total",
+            "counter",
+            "Schools whose cached menus were dropped: local (a write, catalog change or admin call here), remote (another replica's notification).",
+        );
+        let _ = writeln!(
+            out,
+            "menu_cache_invalidations_total{{origin=\"local\"}} {}",
+            stats.invalidations_local
+        );
+        let _ = writeln!(
+            out,
+            "menu_cache_invalidations_total{{origin=\"remote\"}} {}",
+            stats.invalidations_remote
+        );
     }
 
     fn render_requests(&self, out: &mut String) {
