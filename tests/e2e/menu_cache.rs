@@ -156,6 +156,37 @@ async fn seen_within(
     }
 }
 
+/// Creates a week of `week_of` (published or not) with one day on its Monday whose menu
+/// is `menu`, through the API as the school's staff; returns the week's id.
+async fn week_with_menu(
+    server: &TestServer,
+    token: &str,
+    week_of: &str,
+    published: bool,
+    menu: &str,
+) -> i64 {
+    let (status, week) = server
+        .call(
+            token,
+            Method::POST,
+            "/api/lunch-week",
+            Some(json!({"weekOf": week_of, "isPublished": published})),
+        )
+        .await;
+    assert_eq!(status, 200, "{week}");
+    let id = week["lunchWeekId"].as_i64().unwrap();
+    let (status, day) = server
+        .call(
+            token,
+            Method::POST,
+            &format!("/api/lunch-week/{id}/lunch-day"),
+            Some(json!({"day": week_of, "menuDetails": menu})),
+        )
+        .await;
+    assert_eq!(status, 200, "{day}");
+    id
+}
+
 fn menu_of(body: &Value) -> Option<&str> {
     body["lunchDays"][0]["menuDetails"].as_str()
 }
@@ -282,23 +313,7 @@ async fn no_school_is_ever_answered_under_another_schools_slug() {
     // Each school publishes a week whose menu names the school; odd ones only a 404.
     for (i, school) in schools.iter().enumerate() {
         let token = token_for(school);
-        let (_, week) = server
-            .call(
-                &token,
-                Method::POST,
-                "/api/lunch-week",
-                Some(json!({"weekOf": "2020-01-06", "isPublished": i % 2 == 0})),
-            )
-            .await;
-        let id = week["lunchWeekId"].as_i64().unwrap();
-        server
-            .call(
-                &token,
-                Method::POST,
-                &format!("/api/lunch-week/{id}/lunch-day"),
-                Some(json!({"day": "2020-01-06", "menuDetails": school})),
-            )
-            .await;
+        week_with_menu(&server, &token, "2020-01-06", i % 2 == 0, school).await;
     }
     let server = Arc::new(server);
     let schools = Arc::new(schools);
@@ -344,23 +359,7 @@ async fn a_replica_whose_notification_connection_is_cut_serves_from_the_database
     let school = server.scratch.db("cut");
     add_schools(&server, &[&a], &[&school]).await;
     let token = token_for(&school);
-    let (_, week) = server
-        .call(
-            &token,
-            Method::POST,
-            "/api/lunch-week",
-            Some(json!({"weekOf": "2020-01-06", "isPublished": true})),
-        )
-        .await;
-    let id = week["lunchWeekId"].as_i64().unwrap();
-    server
-        .call(
-            &token,
-            Method::POST,
-            &format!("/api/lunch-week/{id}/lunch-day"),
-            Some(json!({"day": "2020-01-06", "menuDetails": "Old"})),
-        )
-        .await;
+    let id = week_with_menu(&server, &token, "2020-01-06", true, "Old").await;
     let (_, body) = public(&server, &a.base, &school, "2020-01-06").await;
     assert_eq!(menu_of(&body), Some("Old"));
 
@@ -474,23 +473,7 @@ async fn memory_stays_within_max_bytes_with_more_weeks_than_fit() {
         })
         .collect();
     for monday in &mondays {
-        let (_, week) = server
-            .call(
-                &token,
-                Method::POST,
-                "/api/lunch-week",
-                Some(json!({"weekOf": monday, "isPublished": true})),
-            )
-            .await;
-        let id = week["lunchWeekId"].as_i64().unwrap();
-        server
-            .call(
-                &token,
-                Method::POST,
-                &format!("/api/lunch-week/{id}/lunch-day"),
-                Some(json!({"day": monday, "menuDetails": details})),
-            )
-            .await;
+        week_with_menu(&server, &token, monday, true, &details).await;
     }
     let max = metric(&server, &a.admin, "menu_cache_max_bytes").await;
     assert_eq!(max, 16384.0);
@@ -513,23 +496,7 @@ async fn a_suspended_school_comes_back_without_its_old_menus() {
     let school = server.scratch.db("paused");
     add_schools(&server, &[&a], &[&school]).await;
     let token = token_for(&school);
-    let (_, week) = server
-        .call(
-            &token,
-            Method::POST,
-            "/api/lunch-week",
-            Some(json!({"weekOf": "2020-01-06", "isPublished": true})),
-        )
-        .await;
-    let id = week["lunchWeekId"].as_i64().unwrap();
-    server
-        .call(
-            &token,
-            Method::POST,
-            &format!("/api/lunch-week/{id}/lunch-day"),
-            Some(json!({"day": "2020-01-06", "menuDetails": "Old"})),
-        )
-        .await;
+    week_with_menu(&server, &token, "2020-01-06", true, "Old").await;
     assert_eq!(
         menu_of(&public(&server, &a.base, &school, "2020-01-06").await.1),
         Some("Old")
